@@ -1,0 +1,323 @@
+#include "backend/Daemon.hpp"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "backend/ControlServer.hpp"
+#include "xenstore/Vdev.hpp"
+
+namespace xbb::backend {
+namespace {
+
+constexpr uint64_t kTagWakeup = 1;
+constexpr uint64_t kTagXenstore = 2;
+constexpr uint64_t kTagControlBase = 16;  // + fd
+const std::string kBackendsToken = "xbbd:backends";
+const std::string kReleaseToken = "xbbd:release-domain";
+const std::string kFrontendTokenPrefix = "xbbd:frontend:";
+
+}  // namespace
+
+Daemon::Daemon(xs::XenStore& xs, ports::Hypervisor& hypervisor, DaemonOptions options,
+               std::function<std::unique_ptr<storage::Storage>(const std::string&, bool)> open_storage)
+    : xs_(xs),
+      hypervisor_(hypervisor),
+      options_(std::move(options)),
+      host_{xs, hypervisor, options_.vbd, nullptr, std::move(open_storage)} {
+  host_.post = [this](const std::string& key, std::function<void(Vbd&)> fn) {
+    post([this, key, fn = std::move(fn)] {
+      auto it = vbds_.find(key);
+      if (it != vbds_.end()) fn(*it->second);
+    });
+  };
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  wakeup_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!epoll_ || !wakeup_) throw std::system_error(errno, std::generic_category(), "daemon: epoll/eventfd");
+  auto add = [&](int fd, uint64_t tag) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+      throw std::system_error(errno, std::generic_category(), "daemon: epoll_ctl");
+    }
+  };
+  add(wakeup_.get(), kTagWakeup);
+  add(xs_.watch_fd(), kTagXenstore);
+  if (!options_.control_socket.empty()) {
+    control_ = std::make_unique<ControlServer>(options_.control_socket,
+                                               [this](const nlohmann::json& request) { return handle_command(request); });
+    add(control_->listen_fd(), kTagControlBase + static_cast<uint64_t>(control_->listen_fd()));
+  }
+}
+
+Daemon::~Daemon() {
+  vbds_.clear();
+  try {
+    xs_.unwatch(base_path(), kBackendsToken);
+    xs_.unwatch("@releaseDomain", kReleaseToken);
+  } catch (const std::exception&) {
+  }
+}
+
+std::string Daemon::base_path() const {
+  return "/local/domain/" + std::to_string(options_.backend_domid) + "/backend/" + options_.backend_type;
+}
+
+void Daemon::request_stop() {
+  stop_requested_.store(true);
+  uint64_t one = 1;
+  [[maybe_unused]] auto rc = ::write(wakeup_.get(), &one, sizeof one);
+}
+
+void Daemon::post(std::function<void()> fn) {
+  {
+    std::lock_guard lock(posted_mutex_);
+    posted_.push_back(std::move(fn));
+  }
+  uint64_t one = 1;
+  [[maybe_unused]] auto rc = ::write(wakeup_.get(), &one, sizeof one);
+}
+
+void Daemon::run_posted() {
+  uint64_t count;
+  while (::read(wakeup_.get(), &count, sizeof count) > 0) {
+  }
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard lock(posted_mutex_);
+    batch.swap(posted_);
+  }
+  for (auto& fn : batch) fn();
+}
+
+void Daemon::set_default_tunables(const Tunables& tunables) {
+  post([this, tunables] {
+    options_.vbd.tunables = tunables;
+    for (auto& [key, vbd] : vbds_) {
+      for (auto& [name, value] : tunables.list()) vbd->set_tunable(name, value);
+    }
+  });
+}
+
+bool Daemon::wanted(const xs::BackendPath& path) {
+  if (options_.only_domain) {
+    return path.frontend_domid == *options_.only_domain && (!options_.only_devid || path.devid == *options_.only_devid);
+  }
+  if (options_.script_name.empty()) return true;
+  const auto script = xs_.read(xs::kNoTransaction, path.path + "/script");
+  if (!script) return false;
+  const auto slash = script->rfind('/');
+  return script->substr(slash == std::string::npos ? 0 : slash + 1) == options_.script_name;
+}
+
+void Daemon::consider_device(const xs::BackendPath& path) {
+  const std::string key = Vbd::key_of(path);
+  if (vbds_.count(key) || stopping_) return;
+  if (!wanted(path)) return;
+  auto vbd = std::make_unique<Vbd>(host_, path);
+  if (!vbd->start()) {
+    if (vbd->released() && options_.only_domain) refused_single_ = true;
+    return;  // incomplete directory: the next watch event retries
+  }
+  try {
+    xs_.watch(vbd->frontend_path(), kFrontendTokenPrefix + key);
+  } catch (const std::exception& e) {
+    spdlog::error("{}: cannot watch {}: {}", key, vbd->frontend_path(), e.what());
+  }
+  served_any_ = true;
+  vbds_.emplace(key, std::move(vbd));
+}
+
+void Daemon::scan_backends() {
+  const std::string base = base_path();
+  auto domains = xs_.directory(xs::kNoTransaction, base);
+  if (!domains) return;
+  for (const auto& dom : *domains) {
+    auto devices = xs_.directory(xs::kNoTransaction, base + "/" + dom);
+    if (!devices) continue;
+    for (const auto& dev : *devices) {
+      if (auto path = xs::parse_backend_path(base + "/" + dom + "/" + dev)) consider_device(*path);
+    }
+  }
+}
+
+void Daemon::on_watch(const std::string& path, const std::string& token) {
+  if (token == kBackendsToken) {
+    if (path == base_path()) {
+      scan_backends();
+      return;
+    }
+    auto event = xs::parse_backend_event_path(path);
+    if (!event) {
+      if (auto device = xs::parse_backend_path(path)) event = xs::BackendEvent{*device, ""};
+    }
+    if (!event) {
+      // A new domain directory (backend/vbd/D) or something we do not know.
+      scan_backends();
+      return;
+    }
+    auto it = vbds_.find(Vbd::key_of(event->device));
+    if (it == vbds_.end()) {
+      consider_device(event->device);
+    } else if (event->subpath.empty() || event->subpath == "online" || event->subpath == "state") {
+      it->second->on_backend_changed();
+    }
+  } else if (token == kReleaseToken) {
+    for (auto& [key, vbd] : vbds_) {
+      if (!hypervisor_.domain_exists(vbd->domid())) vbd->on_domain_gone();
+    }
+  } else if (token.rfind(kFrontendTokenPrefix, 0) == 0) {
+    auto it = vbds_.find(token.substr(kFrontendTokenPrefix.size()));
+    if (it != vbds_.end()) it->second->on_frontend_changed();
+  }
+}
+
+void Daemon::drop_released() {
+  for (auto it = vbds_.begin(); it != vbds_.end();) {
+    if (it->second->released()) {
+      try {
+        xs_.unwatch(it->second->frontend_path(), kFrontendTokenPrefix + it->first);
+      } catch (const std::exception&) {
+      }
+      it = vbds_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+int Daemon::run() {
+  xs_.watch(base_path(), kBackendsToken);
+  xs_.watch("@releaseDomain", kReleaseToken);
+  spdlog::info("xbbd: watching {}{}", base_path(),
+               options_.only_domain ? fmt::format(" for domain {} device {}", *options_.only_domain,
+                                                  options_.only_devid ? xs::vdev_name(*options_.only_devid) : "*")
+                                    : (options_.script_name.empty() ? std::string(" (every device)")
+                                                                    : " (devices with script " + options_.script_name + ")"));
+  if (on_ready_) on_ready_();
+
+  auto watch_fd = [this](int fd, bool add) {
+    if (add) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = kTagControlBase + static_cast<uint64_t>(fd);
+      ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
+    } else {
+      ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    }
+  };
+
+  std::array<epoll_event, 16> events;
+  for (;;) {
+    if (stop_requested_.load() && !stopping_) {
+      stopping_ = true;
+      spdlog::info("xbbd: stopping: draining {} device(s)", vbds_.size());
+      for (auto& [key, vbd] : vbds_) vbd->detach_for_shutdown();
+    }
+    drop_released();
+    if (stopping_ && vbds_.empty()) return 0;
+    if (options_.only_domain && ((served_any_ && vbds_.empty()) || refused_single_)) return refused_single_ ? 1 : 0;
+
+    int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("xbbd: epoll_wait: {}", std::strerror(errno));
+      return 1;
+    }
+    for (int i = 0; i < n; ++i) {
+      const uint64_t tag = events[i].data.u64;
+      if (tag == kTagWakeup) {
+        run_posted();
+      } else if (tag == kTagXenstore) {
+        while (auto event = xs_.read_watch()) {
+          try {
+            on_watch(event->path, event->token);
+          } catch (const std::exception& e) {
+            spdlog::error("xbbd: handling a change of {}: {}", event->path, e.what());
+          }
+        }
+      } else if (control_) {
+        control_->on_ready(static_cast<int>(tag - kTagControlBase), watch_fd);
+      }
+    }
+  }
+}
+
+Vbd* Daemon::find(const std::string& name) {
+  if (auto it = vbds_.find(name); it != vbds_.end()) return it->second.get();
+  // "3/xvda" as well as "3/51712"
+  const auto slash = name.find('/');
+  if (slash == std::string::npos) return nullptr;
+  auto devid = xs::parse_vdev(name.substr(slash + 1));
+  if (!devid) return nullptr;
+  auto it = vbds_.find(name.substr(0, slash) + "/" + std::to_string(*devid));
+  return it == vbds_.end() ? nullptr : it->second.get();
+}
+
+nlohmann::json Daemon::handle_command(const nlohmann::json& request) {
+  using nlohmann::json;
+  if (!request.is_object() || !request.contains("command") || !request["command"].is_string()) {
+    return {{"ok", false}, {"error", "a request is a JSON object with a string \"command\""}};
+  }
+  const std::string command = request["command"];
+  auto device = [&]() -> Vbd* {
+    if (!request.contains("device") || !request["device"].is_string()) return nullptr;
+    return find(request["device"].get<std::string>());
+  };
+  auto no_device = [&]() {
+    return json{{"ok", false},
+                {"error", "no such device '" + request.value("device", std::string()) +
+                              "' (name devices DOMID/VDEV, e.g. 3/xvda or 3/51712)"}};
+  };
+  if (command == "list") {
+    json devices = json::array();
+    for (auto& [key, vbd] : vbds_) {
+      json d;
+      vbd->describe(d);
+      devices.push_back(d);
+    }
+    return {{"ok", true}, {"devices", devices}};
+  }
+  if (command == "stats") {
+    json out = json::array();
+    for (auto& [key, vbd] : vbds_) {
+      if (request.contains("device") && vbd.get() != device()) continue;
+      json d;
+      vbd->describe(d);
+      d["stats"] = vbd->stats();
+      json queues = json::array();
+      for (auto& q : vbd->queue_stats()) queues.push_back(q);
+      d["queue_stats"] = queues;
+      out.push_back(d);
+    }
+    if (request.contains("device") && out.empty()) return no_device();
+    return {{"ok", true}, {"devices", out}};
+  }
+  if (command == "set") {
+    Vbd* vbd = device();
+    if (!vbd) return no_device();
+    if (!request.contains("name") || !request.contains("value")) {
+      return {{"ok", false}, {"error", "set needs \"name\" and \"value\""}};
+    }
+    const std::string value =
+        request["value"].is_string() ? request["value"].get<std::string>() : request["value"].dump();
+    if (auto error = vbd->set_tunable(request["name"].get<std::string>(), value)) return {{"ok", false}, {"error", *error}};
+    return {{"ok", true}};
+  }
+  if (command == "detach") {
+    Vbd* vbd = device();
+    if (!vbd) return no_device();
+    vbd->detach();
+    return {{"ok", true}};
+  }
+  return {{"ok", false}, {"error", "unknown command '" + command + "' (list, stats, set, detach)"}};
+}
+
+}  // namespace xbb::backend

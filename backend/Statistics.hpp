@@ -1,0 +1,67 @@
+// Statistics of one queue, written only by the queue's worker thread and read
+// by the control thread at any time. Counters are single-writer relaxed
+// atomics: no lock and no locked instruction on the hot path.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace xbb::backend {
+
+// Indexes the per-operation counters.
+enum class StatOp : uint8_t { Read, Write, Barrier, Flush, Discard, Other, Count };
+inline constexpr size_t kStatOps = static_cast<size_t>(StatOp::Count);
+const char* to_string(StatOp op);
+
+// Completion latency from "consumed from the ring" to "response pushed", in
+// power-of-two microsecond buckets: bucket i holds [2^(i-1), 2^i) us, bucket 0 < 1 us.
+inline constexpr size_t kLatencyBuckets = 32;
+
+class SingleWriterCounter {
+ public:
+  void add(uint64_t n = 1) { value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void sub(uint64_t n = 1) { value_.store(value_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  uint64_t get() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> value_{0};
+};
+
+// A plain copy of the counters, summable across queues.
+struct StatsSnapshot {
+  std::array<uint64_t, kStatOps> received{}, completed{}, failed{};
+  uint64_t bytes_read = 0, bytes_written = 0;
+  uint64_t normal_dispatches = 0, forced_dispatches = 0;
+  uint64_t coalesced_requests = 0;   // requests merged into an already open list
+  uint64_t resource_shortages = 0;   // times the ring was left unconsumed for want of buffers/slots/storage depth
+  uint64_t rejected_requests = 0;    // failed validation
+  uint64_t ring_halts = 0;           // runaway producer index seen
+  uint64_t in_flight = 0;
+  std::array<uint64_t, kLatencyBuckets> latency_us_log2{};
+
+  StatsSnapshot& operator+=(const StatsSnapshot& other);
+  uint64_t total_received() const;
+  uint64_t total_completed() const;
+  uint64_t total_failed() const;
+  // Latency percentile (0..100) as the upper bound of the bucket, in microseconds.
+  uint64_t latency_percentile_us(double percentile) const;
+};
+
+void to_json(nlohmann::json& out, const StatsSnapshot& stats);
+
+class QueueStats {
+ public:
+  std::array<SingleWriterCounter, kStatOps> received, completed, failed;
+  SingleWriterCounter bytes_read, bytes_written;
+  SingleWriterCounter normal_dispatches, forced_dispatches, coalesced_requests;
+  SingleWriterCounter resource_shortages, rejected_requests, ring_halts, in_flight;
+  std::array<SingleWriterCounter, kLatencyBuckets> latency_us_log2;
+
+  void record_latency_ns(uint64_t ns);
+  StatsSnapshot snapshot() const;
+};
+
+}  // namespace xbb::backend

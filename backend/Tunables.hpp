@@ -1,0 +1,33 @@
+// Per-device knobs an administrator may change while the device runs
+// (`xbbctl set`), named after FreeBSD blkback's sysctls where they match.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace xbb::backend {
+
+struct Tunables {
+  // Dispatch every request on its own instead of merging contiguous ones.
+  bool no_coalesce_reqs = false;
+  // Answer flush and barrier requests without flushing the storage (unsafe:
+  // for benchmarking or storage that has no volatile cache).
+  bool disable_flush = false;
+  // Flush the storage only on every Nth flush request (0 or 1: every one).
+  uint32_t flush_interval = 0;
+  // Largest request list, in 4 KiB segments, built by coalescing.
+  uint32_t max_list_segments = 256;
+
+  bool operator==(const Tunables&) const = default;
+
+  // Sets one tunable from text ("no_coalesce_reqs", "1"). Returns an error
+  // message for an unknown name or a bad value, nothing on success.
+  std::optional<std::string> set(std::string_view name, std::string_view value);
+  // name=value pairs, in a stable order.
+  std::vector<std::pair<std::string, std::string>> list() const;
+};
+
+}  // namespace xbb::backend

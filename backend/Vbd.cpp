@@ -1,0 +1,478 @@
+#include "backend/Vbd.hpp"
+
+#include <xen/io/blkif.h>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "backend/FrontendRings.hpp"
+#include "ring/protocol/RingGeometry.hpp"
+#include "xenstore/Vdev.hpp"
+#include "xenstore/WithTransaction.hpp"
+#include "xenstore/XenstoreKeys.hpp"
+
+namespace xbb::backend {
+
+using xs::XenbusState;
+
+Vbd::Vbd(VbdHost& host, xs::BackendPath path)
+    : host_(host), path_(std::move(path)), key_(key_of(path_)), tunables_(host.options.tunables) {
+  backend_ = path_.path;
+  frontend_ = xs::expected_frontend_path(path_.frontend_domid, path_.devid, path_.type);
+}
+
+Vbd::~Vbd() {
+  workers_.clear();
+  if (opener_.joinable()) opener_.join();
+}
+
+std::string Vbd::key_of(const xs::BackendPath& path) {
+  return std::to_string(path.frontend_domid) + "/" + std::to_string(path.devid);
+}
+
+const char* Vbd::phase_name() const {
+  switch (phase_) {
+    case Phase::New: return "new";
+    case Phase::InitWait: return "init-wait";
+    case Phase::Connected: return "connected";
+    case Phase::Closing: return "closing";
+    case Phase::Closed: return "closed";
+    case Phase::Releasing: return "releasing";
+    case Phase::Released: return "released";
+  }
+  return "?";
+}
+
+void Vbd::set_state(XenbusState state) {
+  try {
+    xs::write_state(host_.xs, xs::kNoTransaction, backend_, state);
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: cannot write state {}: {}", key_, xs::to_string(state), e.what());
+  }
+}
+
+bool Vbd::online() const {
+  return xs::read_bool(host_.xs, xs::kNoTransaction, backend_ + "/online").value_or(false);
+}
+
+std::optional<XenbusState> Vbd::frontend_state() const {
+  return xs::read_state(host_.xs, xs::kNoTransaction, frontend_);
+}
+
+// Refuses devices whose nodes do not say what the toolstack writes: the
+// frontend must be this domain's own vbd directory and the backend
+// directory must not be writable by the guest (DESIGN.md §5).
+bool Vbd::start() {
+  auto& xs = host_.xs;
+  auto frontend = xs.read(xs::kNoTransaction, backend_ + "/frontend");
+  auto frontend_id = xs::read_uint(xs, xs::kNoTransaction, backend_ + "/frontend-id", 0xFFFF);
+  if (!frontend || !frontend_id) {
+    spdlog::debug("{}: backend directory not complete yet", key_);
+    return false;
+  }
+  auto refuse = [&](const std::string& why) {
+    spdlog::error("{}: refusing to serve {}: {}", key_, backend_, why);
+    try {
+      xs.write(xs::kNoTransaction, backend_ + "/hotplug-error", "xbbd: " + why);
+      xs.write(xs::kNoTransaction, backend_ + "/hotplug-status", "error");
+    } catch (const std::exception&) {
+    }
+    phase_ = Phase::Released;
+    return false;
+  };
+  if (*frontend_id != path_.frontend_domid) return refuse("frontend-id does not match the backend path");
+  if (!xs::is_expected_frontend(*frontend, path_.frontend_domid, path_.devid, path_.type)) {
+    return refuse("frontend '" + xs::printable_excerpt(*frontend) + "' is not " + frontend_);
+  }
+  const auto perms = xs.get_permissions(xs::kNoTransaction, backend_);
+  for (size_t i = 0; i < perms.size(); ++i) {
+    const auto access = perms[i].access;
+    const bool writes = access == xs::Permission::Access::Write || access == xs::Permission::Access::Both;
+    if ((i == 0 && perms[i].domid != 0) || (writes && !(i == 0 && perms[i].domid == 0))) {
+      return refuse("the backend directory is writable by domain " + std::to_string(perms[i].domid));
+    }
+  }
+
+  target_ = xs.read(xs::kNoTransaction, backend_ + "/params").value_or("");
+  const std::string mode = xs.read(xs::kNoTransaction, backend_ + "/mode").value_or("w");
+  read_only_ = mode.empty() || mode[0] != 'w';
+  cdrom_ = xs.read(xs::kNoTransaction, backend_ + "/device-type").value_or("disk") == "cdrom";
+  if (cdrom_) read_only_ = true;
+  discard_enabled_ = xs::read_bool(xs, xs::kNoTransaction, backend_ + "/discard-enable").value_or(true);
+
+  const auto state = xs::read_state(xs, xs::kNoTransaction, backend_);
+  publish_features();
+  const bool adopt = state && (*state == XenbusState::Connected) &&
+                     frontend_state() == std::optional(XenbusState::Connected);
+  if (!adopt) set_state(XenbusState::InitWait);
+  phase_ = Phase::InitWait;
+  spdlog::info("{}: serving {} for domain {} ({}{})", key_, target_.empty() ? "(no target)" : target_,
+               path_.frontend_domid, read_only_ ? "read-only" : "read-write", adopt ? ", adopting a live connection" : "");
+  open_storage_async();
+  return true;
+}
+
+void Vbd::publish_features() {
+  const auto& o = host_.options;
+  xs::with_transaction(host_.xs, [&](xs::TxId tx) {
+    host_.xs.write(tx, backend_ + "/feature-max-indirect-segments", std::to_string(o.max_indirect_segments));
+    host_.xs.write(tx, backend_ + "/multi-queue-max-queues", std::to_string(o.max_queues));
+    host_.xs.write(tx, backend_ + "/max-ring-page-order", std::to_string(o.max_ring_page_order));
+  });
+}
+
+void Vbd::open_storage_async() {
+  if (target_.empty()) {
+    on_storage_opened(nullptr, "the backend has no 'params' (the storage target)");
+    return;
+  }
+  storage_opening_ = true;
+  auto open = host_.open_storage;
+  auto post = host_.post;
+  std::string key = key_, target = target_;
+  bool ro = read_only_;
+  opener_ = std::thread([open, post, key, target, ro] {
+    std::unique_ptr<storage::Storage> storage;
+    std::string error;
+    try {
+      storage = open(target, ro);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    auto shared = std::make_shared<std::unique_ptr<storage::Storage>>(std::move(storage));
+    post(key, [shared, error](Vbd& vbd) { vbd.on_storage_opened(std::move(*shared), error); });
+  });
+}
+
+void Vbd::on_storage_opened(std::unique_ptr<storage::Storage> storage, std::string error) {
+  storage_opening_ = false;
+  if (opener_.joinable()) opener_.join();
+  auto& xs = host_.xs;
+  try {
+    if (!storage) {
+      storage_error_ = error.empty() ? "cannot open the storage" : error;
+      spdlog::error("{}: {}", key_, storage_error_);
+      xs.write(xs::kNoTransaction, backend_ + "/hotplug-error", storage_error_);
+      xs.write(xs::kNoTransaction, backend_ + "/hotplug-status", "error");
+      return;
+    }
+    if (!read_only_ && storage->properties().read_only) read_only_ = true;
+    storage_ = std::move(storage);
+    xs.write(xs::kNoTransaction, backend_ + "/hotplug-status", "connected");
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: writing hotplug status: {}", key_, e.what());
+  }
+  if (phase_ == Phase::InitWait) on_frontend_changed();
+}
+
+void Vbd::on_backend_changed() {
+  if (phase_ == Phase::Released || phase_ == Phase::New) return;
+  if (!host_.xs.directory(xs::kNoTransaction, backend_)) {
+    spdlog::info("{}: backend directory removed", key_);
+    release();
+    return;
+  }
+  if (!online() && !release_when_closed_) {
+    // The toolstack asks us to go away (xl block-detach, domain shutdown).
+    release_when_closed_ = true;
+    if (phase_ == Phase::InitWait || phase_ == Phase::Closed) {
+      set_state(XenbusState::Closed);
+      release();
+      return;
+    }
+    if (phase_ == Phase::Connected) {
+      stop_workers();
+      set_state(XenbusState::Closing);
+      phase_ = Phase::Closing;
+    }
+  }
+  // The toolstack may have written our state node (libxl writes Closing on
+  // removal); re-assert the state we are in.
+  const auto state = xs::read_state(host_.xs, xs::kNoTransaction, backend_);
+  if (phase_ == Phase::Closing && state != XenbusState::Closing) set_state(XenbusState::Closing);
+  maybe_finish_closing();
+}
+
+void Vbd::on_frontend_changed() {
+  if (phase_ == Phase::Released || phase_ == Phase::Releasing || phase_ == Phase::New) return;
+  const auto state = frontend_state();
+  if (!state) {
+    if (!host_.xs.directory(xs::kNoTransaction, frontend_)) {
+      spdlog::info("{}: frontend {} vanished", key_, frontend_);
+      release();
+    }
+    return;
+  }
+  switch (*state) {
+    case XenbusState::Initialising:
+      if (phase_ == Phase::Closed && !release_when_closed_) {
+        spdlog::info("{}: frontend reinitialising; waiting for it again", key_);
+        set_state(XenbusState::InitWait);
+        phase_ = Phase::InitWait;
+      }
+      break;
+    case XenbusState::Initialised:
+    case XenbusState::Connected:
+      if (phase_ == Phase::InitWait && storage_) connect();
+      break;
+    case XenbusState::Closing:
+    case XenbusState::Closed:
+    case XenbusState::Unknown:
+      if (phase_ == Phase::Connected || phase_ == Phase::InitWait) {
+        stop_workers();
+        set_state(XenbusState::Closing);
+        phase_ = Phase::Closing;
+      }
+      maybe_finish_closing();
+      break;
+    default:
+      break;
+  }
+}
+
+void Vbd::connect() {
+  std::string error;
+  if (!connect_queues(error)) {
+    fail(error);
+    return;
+  }
+  try {
+    publish_connected();
+  } catch (const std::exception& e) {
+    fail(std::string("publishing the connection: ") + e.what());
+    return;
+  }
+  phase_ = Phase::Connected;
+  for (auto& worker : workers_) worker->start();
+  spdlog::info("{}: connected: {} queue(s), ring order {}, {}, {} grants", key_, workers_.size(), ring_page_order_,
+               abi_name_, persistent_ ? "persistent" : "copied");
+}
+
+bool Vbd::connect_queues(std::string& error) {
+  FrontendLimits limits{host_.options.max_ring_page_order, host_.options.max_queues};
+  auto parsed = read_frontend_rings(host_.xs, frontend_, limits);
+  if (auto* message = std::get_if<std::string>(&parsed)) {
+    error = *message;
+    return false;
+  }
+  const auto& rings = std::get<FrontendRings>(parsed);
+  persistent_ = host_.options.persistent_grants && rings.wants_persistent;
+  ring_page_order_ = rings.ring_page_order;
+  abi_name_ = std::string(ring::to_string(rings.abi));
+  const auto& props = storage_->properties();
+
+  ring::DiskGeometry geometry{};
+  geometry.sectors = props.size_bytes / 512;
+  geometry.logical_block_size = props.logical_block_size;
+  geometry.read_only = read_only_;
+  geometry.max_indirect_segments = static_cast<uint16_t>(host_.options.max_indirect_segments);
+  geometry.flush_supported = true;
+  geometry.barrier_supported = true;
+  geometry.discard_supported = discard_enabled_ && props.can_discard && !read_only_;
+  geometry.secure_discard_supported = geometry.discard_supported && props.can_secure_discard;
+
+  const auto entries = ring::ring_entries(rings.abi, 1u << rings.ring_page_order);
+  std::vector<std::unique_ptr<QueueWorker>> workers;
+  for (unsigned q = 0; q < rings.queues.size(); ++q) {
+    const auto& queue = rings.queues[q];
+    QueueSetup setup;
+    setup.index = q;
+    setup.name = key_ + "/q" + std::to_string(q);
+    setup.frontend = path_.frontend_domid;
+    setup.grants = host_.hypervisor.open_grant_table();
+    setup.ring_address = setup.grants->map(path_.frontend_domid, queue.ring_refs, /*writable=*/true);
+    if (setup.ring_address == nullptr) {
+      error = "cannot map the ring pages of queue " + std::to_string(q);
+      return false;
+    }
+    setup.ring_pages = queue.ring_refs.size();
+    setup.events = host_.hypervisor.open_event_channel();
+    auto port = setup.events->bind_interdomain(path_.frontend_domid, queue.event_channel);
+    if (!port) {
+      setup.grants->unmap(setup.ring_address, setup.ring_pages);
+      error = "cannot bind event channel " + std::to_string(queue.event_channel) + " of queue " + std::to_string(q);
+      return false;
+    }
+    setup.port = *port;
+    setup.abi = rings.abi;
+    setup.storage = storage_->open_queue(entries + 1);
+    setup.storage_properties = &storage_->properties();
+    setup.geometry = geometry;
+    setup.persistent_grants = persistent_;
+    setup.persistent_grant_capacity = host_.options.persistent_grants_per_queue;
+    setup.bounce_pages = host_.options.bounce_pages_per_queue;
+    setup.tunables = tunables_;
+    auto post = host_.post;
+    std::string key = key_;
+    setup.notify_control = [post, key](unsigned index, QueueEvent event) {
+      post(key, [index, event](Vbd& vbd) { vbd.on_queue_event(index, event); });
+    };
+    workers.push_back(std::make_unique<QueueWorker>(std::move(setup)));
+  }
+  workers_ = std::move(workers);
+  return true;
+}
+
+void Vbd::publish_connected() {
+  const auto& props = storage_->properties();
+  const bool discard = discard_enabled_ && props.can_discard && !read_only_;
+  unsigned info = 0;
+  if (cdrom_) info |= VDISK_CDROM;
+  if (read_only_) info |= VDISK_READONLY;
+  auto& xs = host_.xs;
+  xs::with_transaction(xs, [&](xs::TxId tx) {
+    xs.write(tx, backend_ + "/sectors", std::to_string(props.size_bytes / 512));
+    xs.write(tx, backend_ + "/info", std::to_string(info));
+    xs.write(tx, backend_ + "/sector-size", std::to_string(props.logical_block_size));
+    xs.write(tx, backend_ + "/physical-sector-size", std::to_string(props.physical_block_size));
+    xs.write(tx, backend_ + "/feature-flush-cache", props.can_flush ? "1" : "0");
+    xs.write(tx, backend_ + "/feature-barrier", "1");
+    xs.write(tx, backend_ + "/feature-persistent", host_.options.persistent_grants ? "1" : "0");
+    xs.write(tx, backend_ + "/feature-discard", discard ? "1" : "0");
+    if (discard) {
+      xs.write(tx, backend_ + "/discard-granularity", std::to_string(std::max<uint32_t>(props.discard_granularity, 512)));
+      xs.write(tx, backend_ + "/discard-alignment", std::to_string(props.discard_alignment));
+      xs.write(tx, backend_ + "/discard-secure", props.can_secure_discard ? "1" : "0");
+    }
+    xs::write_state(xs, tx, backend_, XenbusState::Connected);
+  });
+}
+
+void Vbd::fail(const std::string& message) {
+  spdlog::error("{}: {}", key_, message);
+  try {
+    host_.xs.write(xs::kNoTransaction, backend_ + "/error", message);
+  } catch (const std::exception&) {
+  }
+  stop_workers();
+  set_state(XenbusState::Closing);
+  phase_ = Phase::Closing;
+  maybe_finish_closing();
+}
+
+void Vbd::stop_workers() {
+  for (auto& worker : workers_) worker->request_stop();
+}
+
+void Vbd::on_queue_event(unsigned queue, QueueEvent event) {
+  switch (event) {
+    case QueueEvent::Stopped:
+      break;
+    case QueueEvent::StorageGone:
+      if (phase_ == Phase::Connected) fail("the storage " + target_ + " is gone");
+      return;
+    case QueueEvent::RingHalted:
+      if (phase_ == Phase::Connected) fail("queue " + std::to_string(queue) + " halted: the frontend broke the ring protocol");
+      return;
+  }
+  maybe_finish_closing();
+}
+
+// Called whenever something that closing waits for may have happened.
+void Vbd::maybe_finish_closing() {
+  for (auto& worker : workers_) {
+    if (!worker->stopped()) return;
+  }
+  for (auto& worker : workers_) retired_stats_ += worker->stats().snapshot();
+  workers_.clear();  // joins (already stopped), unbinds and unmaps
+
+  if (phase_ == Phase::Releasing) {
+    phase_ = Phase::Released;
+    spdlog::info("{}: released", key_);
+    return;
+  }
+  if (phase_ != Phase::Closing) return;
+  const auto state = frontend_state();
+  const bool frontend_done = !state || *state == XenbusState::Closed || *state == XenbusState::Unknown ||
+                             *state == XenbusState::Initialising;
+  if (!frontend_done) return;
+  set_state(XenbusState::Closed);
+  phase_ = Phase::Closed;
+  spdlog::info("{}: closed", key_);
+  if (release_when_closed_ || !online()) {
+    release();
+  } else if (state == XenbusState::Initialising) {
+    on_frontend_changed();
+  }
+}
+
+void Vbd::on_domain_gone() {
+  spdlog::info("{}: domain {} is gone", key_, path_.frontend_domid);
+  if (host_.xs.directory(xs::kNoTransaction, backend_)) set_state(XenbusState::Closed);
+  release();
+}
+
+void Vbd::detach() {
+  release_when_closed_ = true;
+  if (phase_ == Phase::Connected) {
+    stop_workers();
+    set_state(XenbusState::Closing);
+    phase_ = Phase::Closing;
+    maybe_finish_closing();
+  } else if (phase_ != Phase::Closing) {
+    release();
+  }
+}
+
+void Vbd::detach_for_shutdown() {
+  if (phase_ == Phase::Connected || phase_ == Phase::InitWait || phase_ == Phase::Closing) {
+    set_state(XenbusState::Closing);
+  }
+  release();
+}
+
+void Vbd::release() {
+  if (phase_ == Phase::Released) return;
+  phase_ = Phase::Releasing;
+  stop_workers();
+  maybe_finish_closing();
+}
+
+std::optional<std::string> Vbd::set_tunable(const std::string& name, const std::string& value) {
+  Tunables next = tunables_;
+  if (auto error = next.set(name, value)) return error;
+  tunables_ = next;
+  for (auto& worker : workers_) worker->set_tunables(tunables_);
+  return std::nullopt;
+}
+
+StatsSnapshot Vbd::stats() const {
+  StatsSnapshot total = retired_stats_;
+  for (auto& worker : workers_) total += worker->stats().snapshot();
+  return total;
+}
+
+std::vector<StatsSnapshot> Vbd::queue_stats() const {
+  std::vector<StatsSnapshot> out;
+  for (auto& worker : workers_) out.push_back(worker->stats().snapshot());
+  return out;
+}
+
+size_t Vbd::mapped_grant_pages() const {
+  size_t pages = 0;
+  for (auto& worker : workers_) pages += worker->mapped_pages();
+  return pages;
+}
+
+void Vbd::describe(nlohmann::json& out) const {
+  out = {{"device", key_},
+         {"domid", path_.frontend_domid},
+         {"devid", path_.devid},
+         {"vdev", xs::vdev_name(path_.devid)},
+         {"backend", backend_},
+         {"target", target_},
+         {"storage", storage_ ? storage_->describe() : (storage_error_.empty() ? "opening" : "error: " + storage_error_)},
+         {"phase", phase_name()},
+         {"read_only", read_only_},
+         {"queues", workers_.size()},
+         {"ring_page_order", ring_page_order_},
+         {"protocol", abi_name_},
+         {"persistent_grants", persistent_},
+         {"mapped_grant_pages", mapped_grant_pages()}};
+  if (storage_) out["size_bytes"] = storage_->properties().size_bytes;
+  nlohmann::json tun = nlohmann::json::object();
+  for (auto& [name, value] : tunables_.list()) tun[name] = value;
+  out["tunables"] = tun;
+}
+
+}  // namespace xbb::backend

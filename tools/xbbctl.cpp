@@ -1,0 +1,146 @@
+// xbbctl: inspect and steer a running xbbd through its control socket.
+#include <getopt.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "backend/ControlServer.hpp"
+
+namespace {
+
+const char* kUsage = R"(Usage: xbbctl [--socket PATH] [--json] COMMAND [ARGS]
+
+Commands:
+  list                      devices xbbd serves
+  stats [DEVICE]            statistics per device and per queue
+  set DEVICE NAME VALUE     change a tunable (no_coalesce_reqs, disable_flush,
+                            flush_interval, max_list_segments)
+  detach DEVICE             close the device (the frontend is told) and release it
+
+DEVICE is DOMID/VDEV, e.g. 3/xvda or 3/51712.
+
+Options:
+  -s, --socket PATH   xbbd's control socket (default /run/xbbd/xbbd.sock)
+  -j, --json          print the daemon's JSON answer
+  -h, --help          this text
+)";
+
+using nlohmann::json;
+
+std::string human_bytes(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return fmt::format("{:.1f} {}", v, units[u]);
+}
+
+void print_list(const json& answer) {
+  fmt::print("{:<12} {:<6} {:<10} {:<3} {:>6} {:<10} {}\n", "DEVICE", "VDEV", "PHASE", "RO", "QUEUES", "SIZE", "STORAGE");
+  for (const auto& d : answer["devices"]) {
+    fmt::print("{:<12} {:<6} {:<10} {:<3} {:>6} {:<10} {}\n", d.value("device", ""), d.value("vdev", ""),
+               d.value("phase", ""), d.value("read_only", false) ? "yes" : "no", d.value("queues", 0),
+               human_bytes(d.value("size_bytes", uint64_t{0})), d.value("storage", ""));
+  }
+}
+
+void print_stats(const json& answer) {
+  for (const auto& d : answer["devices"]) {
+    const auto& s = d["stats"];
+    fmt::print("{} ({}) {} — {}\n", d.value("device", ""), d.value("vdev", ""), d.value("phase", ""),
+               d.value("storage", ""));
+    fmt::print("  {:<9} {:>12} {:>12} {:>9}\n", "operation", "received", "completed", "failed");
+    for (const auto& [op, c] : s["operations"].items()) {
+      fmt::print("  {:<9} {:>12} {:>12} {:>9}\n", op, c.value("received", 0), c.value("completed", 0),
+                 c.value("failed", 0));
+    }
+    fmt::print("  bytes read {}, written {}\n", human_bytes(s.value("bytes_read", uint64_t{0})),
+               human_bytes(s.value("bytes_written", uint64_t{0})));
+    fmt::print("  dispatches: {} normal, {} forced; {} requests coalesced\n", s.value("normal_dispatches", 0),
+               s.value("forced_dispatches", 0), s.value("coalesced_requests", 0));
+    fmt::print("  in flight {}, resource shortages {}, rejected {}, ring halts {}\n", s.value("in_flight", 0),
+               s.value("resource_shortages", 0), s.value("rejected_requests", 0), s.value("ring_halts", 0));
+    fmt::print("  latency p50 <= {} us, p99 <= {} us\n", s.value("latency_p50_us", 0), s.value("latency_p99_us", 0));
+    fmt::print("  tunables:");
+    for (const auto& [name, value] : d["tunables"].items()) fmt::print(" {}={}", name, value.get<std::string>());
+    fmt::print("\n");
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string socket = "/run/xbbd/xbbd.sock";
+  bool as_json = false;
+  static const option long_options[] = {{"socket", required_argument, nullptr, 's'},
+                                        {"json", no_argument, nullptr, 'j'},
+                                        {"help", no_argument, nullptr, 'h'},
+                                        {nullptr, 0, nullptr, 0}};
+  int opt;
+  while ((opt = getopt_long(argc, argv, "+s:jh", long_options, nullptr)) != -1) {
+    switch (opt) {
+      case 's': socket = optarg; break;
+      case 'j': as_json = true; break;
+      case 'h': std::cout << kUsage; return 0;
+      default: std::cerr << kUsage; return 2;
+    }
+  }
+  std::vector<std::string> args(argv + optind, argv + argc);
+  if (args.empty()) {
+    std::cerr << "xbbctl: no command given\n" << kUsage;
+    return 2;
+  }
+  const std::string& command = args[0];
+  json request{{"command", command}};
+  auto need = [&](size_t n, const char* usage) {
+    if (args.size() != n) {
+      std::cerr << "xbbctl: usage: xbbctl " << usage << "\n";
+      std::exit(2);
+    }
+  };
+  if (command == "list") {
+    need(1, "list");
+  } else if (command == "stats") {
+    if (args.size() > 2) need(2, "stats [DEVICE]");
+    if (args.size() == 2) request["device"] = args[1];
+  } else if (command == "set") {
+    need(4, "set DEVICE NAME VALUE");
+    request["device"] = args[1];
+    request["name"] = args[2];
+    request["value"] = args[3];
+  } else if (command == "detach") {
+    need(2, "detach DEVICE");
+    request["device"] = args[1];
+  } else {
+    std::cerr << "xbbctl: unknown command '" << command << "'\n" << kUsage;
+    return 2;
+  }
+
+  json answer;
+  try {
+    answer = xbb::backend::control_request(socket, request);
+  } catch (const std::exception& e) {
+    std::cerr << "xbbctl: " << e.what() << "\n";
+    return 1;
+  }
+  if (as_json) {
+    std::cout << answer.dump(2) << "\n";
+    return answer.value("ok", false) ? 0 : 1;
+  }
+  if (!answer.value("ok", false)) {
+    std::cerr << "xbbctl: " << answer.value("error", std::string("failed")) << "\n";
+    return 1;
+  }
+  if (command == "list") print_list(answer);
+  else if (command == "stats") print_stats(answer);
+  else std::cout << "ok\n";
+  return 0;
+}
