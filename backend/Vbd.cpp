@@ -280,13 +280,17 @@ bool Vbd::connect_queues(std::string& error) {
     setup.name = key_ + "/q" + std::to_string(q);
     setup.frontend = path_.frontend_domid;
     setup.grants = host_.hypervisor.open_grant_table();
+    setup.events = host_.hypervisor.open_event_channel();
+    if (!setup.grants || !setup.events) {
+      error = "cannot open the grant table or event channel device";
+      return false;
+    }
     setup.ring_address = setup.grants->map(path_.frontend_domid, queue.ring_refs, /*writable=*/true);
     if (setup.ring_address == nullptr) {
       error = "cannot map the ring pages of queue " + std::to_string(q);
       return false;
     }
     setup.ring_pages = queue.ring_refs.size();
-    setup.events = host_.hypervisor.open_event_channel();
     auto port = setup.events->bind_interdomain(path_.frontend_domid, queue.event_channel);
     if (!port) {
       setup.grants->unmap(setup.ring_address, setup.ring_pages);

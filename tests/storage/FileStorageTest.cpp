@@ -1,0 +1,183 @@
+// FileStorage specifics: sparseness, hole punching, the discard probe, O_DIRECT,
+// short transfers and the administrator-facing errors.
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <gtest/gtest.h>
+
+#include "StorageTestSupport.hpp"
+#include "storage/FileStorage.hpp"
+#include "storage/OpenError.hpp"
+
+namespace xbb::storage::test {
+namespace {
+
+struct stat stat_of(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return st;
+}
+
+// An independent answer to "can this directory's filesystem punch holes?".
+bool filesystem_punches_holes(const std::string& directory) {
+  TempFile probe(directory, 0, "probe");
+  const int fd = ::open(probe.path().c_str(), O_RDWR);
+  std::vector<unsigned char> data(65536, 0xAB);
+  const bool ok = ::pwrite(fd, data.data(), data.size(), 0) == static_cast<ssize_t>(data.size()) &&
+                  ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 65536) == 0;
+  ::close(fd);
+  return ok;
+}
+
+void write_file(const std::string& path, uint64_t offset, std::span<const unsigned char> data) {
+  const int fd = ::open(path.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset)), static_cast<ssize_t>(data.size()));
+  ::close(fd);
+}
+
+class FileStorageOn : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(FileStorageOn, OpenDoesNotAllocateAndHolesReadAsZeros) {
+  TempFile file(GetParam(), 64 << 20);
+  auto storage = FileStorage::open(file.path(), {});
+  EXPECT_EQ(storage->properties().size_bytes, 64u << 20);
+  EXPECT_EQ(stat_of(file.path()).st_blocks, 0) << "opening must not allocate";
+  auto q = storage->open_queue(4);
+  AlignedBuffer buf(65536);
+  std::memset(buf.data(), 0xFF, buf.size());
+  EXPECT_EQ(read_at(*q, 32 << 20, buf.span()), 65536);
+  EXPECT_TRUE(all_zero(buf.span()));
+  EXPECT_EQ(stat_of(file.path()).st_blocks, 0) << "reading a hole must not allocate";
+  EXPECT_EQ(storage->describe(), "file:" + file.path());
+}
+
+TEST_P(FileStorageOn, DiscardSupportIsProbedAndPunchesHoles) {
+  TempFile file(GetParam(), 4 << 20);
+  auto storage = FileStorage::open(file.path(), {});
+  const Properties& p = storage->properties();
+  EXPECT_EQ(p.can_discard, filesystem_punches_holes(GetParam()));
+  EXPECT_FALSE(p.can_secure_discard);
+  if (!p.can_discard) GTEST_SKIP() << GetParam() << " cannot punch holes; discard is correctly not offered";
+  EXPECT_EQ(p.discard_granularity, static_cast<uint32_t>(stat_of(file.path()).st_blksize));
+  auto q = storage->open_queue(4);
+  AlignedBuffer data(1 << 20);
+  fill_pattern(data.span(), 5);
+  ASSERT_EQ(write_at(*q, 1 << 20, data.span()), 1 << 20);
+  ASSERT_EQ(flush(*q), 0);
+  const auto before = stat_of(file.path()).st_blocks;
+  ASSERT_GE(before, (1 << 20) / 512);
+  ASSERT_EQ(discard_at(*q, 1 << 20, 1 << 20), 0);
+  EXPECT_LT(stat_of(file.path()).st_blocks, before) << "discard must free the blocks";
+  EXPECT_EQ(stat_of(file.path()).st_size, 4 << 20) << "discard must keep the size";
+}
+
+TEST_P(FileStorageOn, DiscardProbeLeavesDataSizeAndAllocationAlone) {
+  TempFile file(GetParam(), 1 << 20);
+  AlignedBuffer data(1 << 20);
+  fill_pattern(data.span(), 11);
+  write_file(file.path(), 0, data.span());
+  ::sync();
+  const auto before = stat_of(file.path());
+  auto storage = FileStorage::open(file.path(), {});
+  const auto after = stat_of(file.path());
+  EXPECT_EQ(after.st_size, before.st_size);
+  EXPECT_EQ(after.st_blocks, before.st_blocks);
+  auto q = storage->open_queue(1);
+  AlignedBuffer back(1 << 20);
+  ASSERT_EQ(read_at(*q, 0, back.span()), 1 << 20);
+  EXPECT_EQ(std::memcmp(back.data(), data.data(), 1 << 20), 0);
+}
+
+TEST_P(FileStorageOn, DirectIoWorksOrFailsWithAClearError) {
+  TempFile file(GetParam(), 1 << 20);
+  std::unique_ptr<FileStorage> storage;
+  try {
+    storage = FileStorage::open(file.path(), {.direct_io = true});
+  } catch (const StorageError& e) {
+    EXPECT_NE(std::string(e.what()).find("does not support O_DIRECT"), std::string::npos) << e.what();
+    GTEST_SKIP() << GetParam() << " refuses O_DIRECT, reported as: " << e.what();
+  }
+  EXPECT_TRUE(storage->direct_io());
+  const uint32_t lbs = storage->properties().logical_block_size;
+  EXPECT_TRUE(std::has_single_bit(lbs));
+  auto q = storage->open_queue(2);
+  AlignedBuffer out(8192), in(8192);
+  fill_pattern(out.span(), 8);
+  EXPECT_EQ(write_at(*q, 8192, out.span()), 8192);
+  EXPECT_EQ(read_at(*q, 8192, in.span()), 8192);
+  EXPECT_EQ(std::memcmp(in.data(), out.data(), 8192), 0);
+  // A buffer that is not aligned is refused at submit, not left to the kernel.
+  iovec misaligned{in.data() + 1, lbs};
+  EXPECT_EQ(q->submit({IoOp::Read, 0, 0, &misaligned, 1, 1}), -EINVAL);
+}
+
+INSTANTIATE_TEST_SUITE_P(Filesystems, FileStorageOn, ::testing::Values("/var/tmp", "/dev/shm"),
+                         [](const auto& info) { return std::string(info.param).substr(1) == "var/tmp" ? "var_tmp" : "dev_shm"; });
+
+TEST(FileStorage, ReadOnlyOffersNoDiscard) {
+  TempFile file("/var/tmp", 1 << 20);
+  auto storage = FileStorage::open(file.path(), {.read_only = true});
+  EXPECT_TRUE(storage->properties().read_only);
+  EXPECT_FALSE(storage->properties().can_discard);
+  EXPECT_TRUE(storage->properties().can_flush);
+}
+
+TEST(FileStorage, ShortReadOfAShrunkFileIsResumedThenFailsWithEio) {
+  TempFile file("/var/tmp", 1 << 20);
+  auto storage = FileStorage::open(file.path(), {});
+  auto q = storage->open_queue(2);
+  // Someone truncates the image underneath: the first readv returns 4096 of
+  // 8192 bytes, the resumed remainder returns 0. That must be an error, never
+  // a successful partial read.
+  ASSERT_EQ(::truncate(file.path().c_str(), (512 << 10) + 4096), 0);
+  AlignedBuffer buf(8192);
+  EXPECT_EQ(read_at(*q, 512 << 10, buf.span()), -EIO);
+  EXPECT_EQ(q->in_flight(), 0u);
+  // Entirely below the new end still works.
+  EXPECT_EQ(read_at(*q, (512 << 10) - 4096, buf.span()), 8192);
+}
+
+TEST(FileStorage, ErrorsSayWhatIsWrong) {
+  TempDir dir;
+  const std::string empty = dir.path() + "/empty.img";
+  ::close(::open(empty.c_str(), O_CREAT | O_WRONLY, 0600));
+  EXPECT_NE(error_of([&] { FileStorage::open(empty, {}); }).find("is empty"), std::string::npos);
+
+  const std::string odd = dir.path() + "/odd.img";
+  ::close(::open(odd.c_str(), O_CREAT | O_WRONLY, 0600));
+  ASSERT_EQ(::truncate(odd.c_str(), 1000), 0);
+  EXPECT_NE(error_of([&] { FileStorage::open(odd, {}); }).find("not a multiple of 512"), std::string::npos);
+
+  const std::string fifo = dir.path() + "/fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_NE(error_of([&] { FileStorage::open(fifo, {.read_only = true}); }).find("a FIFO"), std::string::npos)
+      << "refused before open(), which would block on a FIFO";
+
+  EXPECT_NE(error_of([&] { FileStorage::open(dir.path() + "/missing.img", {}); }).find("does not exist"),
+            std::string::npos);
+  // A directory opens O_RDONLY but is refused as "not a regular file".
+  EXPECT_NE(error_of([&] { FileStorage::open(dir.path(), {}); }).find("a directory, not a regular file"),
+            std::string::npos);
+}
+
+TEST(FileStorage, PermissionDeniedSuggestsReadOnly) {
+  EXPECT_NE(std::string(open_error("file", "/x.img", EACCES, true).what()).find("permission denied"),
+            std::string::npos);
+  EXPECT_NE(std::string(open_error("file", "/x.img", EACCES, true).what()).find("read-only"), std::string::npos);
+  EXPECT_NE(std::string(open_error("file", "/x.img", EROFS, true).what()).find("read-only filesystem"),
+            std::string::npos);
+  if (::geteuid() == 0) GTEST_SKIP() << "root bypasses file permissions; only the message mapping is checked";
+  TempFile file("/var/tmp", 4096);
+  ASSERT_EQ(::chmod(file.path().c_str(), 0400), 0);
+  EXPECT_NE(error_of([&] { FileStorage::open(file.path(), {}); }).find("permission denied"), std::string::npos);
+  EXPECT_NO_THROW(FileStorage::open(file.path(), {.read_only = true}));
+}
+
+}  // namespace
+}  // namespace xbb::storage::test
