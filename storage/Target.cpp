@@ -13,6 +13,7 @@
 
 #include "storage/DeviceStorage.hpp"
 #include "storage/FileStorage.hpp"
+#include "storage/NbdStorage.hpp"
 #include "storage/OpenError.hpp"
 #include "storage/RamStorage.hpp"
 #include "storage/SizeParser.hpp"
@@ -70,6 +71,7 @@ class Registry {
       return std::unique_ptr<Storage>(DeviceStorage::open(require_path("dev", a), o));
     };
     kinds_["ram"] = open_ram;
+    kinds_["nbd"] = open_nbd_target;
   }
   void add(const std::string& name, KindFactory factory) {
     std::lock_guard lock(mutex_);

@@ -109,7 +109,7 @@ TEST(Target, PathErrors) {
   EXPECT_ERROR_CONTAINS("file:", "no path given");
   EXPECT_ERROR_CONTAINS("dev:", "no path given");
   EXPECT_ERROR_CONTAINS("nosuchkind:whatever", "unknown storage kind 'nosuchkind'");
-  EXPECT_ERROR_CONTAINS("nosuchkind:whatever", "known kinds: dev, file, ram");
+  EXPECT_ERROR_CONTAINS("nosuchkind:whatever", "known kinds: dev, file, nbd, ram");
   TempDir dir;
   EXPECT_ERROR_CONTAINS(dir.path(), "is a directory; expected a disk image file or a block device");
   EXPECT_ERROR_CONTAINS("/dev/null", "is a character device");
