@@ -120,9 +120,15 @@ bool Daemon::wanted(const xs::BackendPath& path) {
 void Daemon::consider_device(const xs::BackendPath& path) {
   const std::string key = Vbd::key_of(path);
   if (vbds_.count(key) || stopping_) return;
+  if (refused_.count(key)) {
+    if (xs_.directory(xs::kNoTransaction, path.path)) return;
+    refused_.erase(key);  // removed: a new directory there is a new device
+    return;
+  }
   if (!wanted(path)) return;
   auto vbd = std::make_unique<Vbd>(host_, path);
   if (!vbd->start()) {
+    if (vbd->released()) refused_.insert(key);
     if (vbd->released() && options_.only_domain) refused_single_ = true;
     return;  // incomplete directory: the next watch event retries
   }
@@ -250,6 +256,12 @@ int Daemon::run() {
   }
 }
 
+size_t Daemon::device_count() const {
+  size_t n = 0;
+  for (auto& [key, vbd] : vbds_) n += vbd->released() ? 0 : 1;
+  return n;
+}
+
 Vbd* Daemon::find(const std::string& name) {
   if (auto it = vbds_.find(name); it != vbds_.end()) return it->second.get();
   // "3/xvda" as well as "3/51712"
@@ -315,6 +327,9 @@ nlohmann::json Daemon::handle_command(const nlohmann::json& request) {
     Vbd* vbd = device();
     if (!vbd) return no_device();
     vbd->detach();
+    // Its directory stays (the toolstack owns it); without this the next
+    // watch event on it would serve the device again.
+    refused_.insert(vbd->key());
     return {{"ok", true}};
   }
   return {{"ok", false}, {"error", "unknown command '" + command + "' (list, stats, set, detach)"}};

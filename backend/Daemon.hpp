@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -54,7 +55,8 @@ class Daemon {
 
   // Control-thread only.
   nlohmann::json handle_command(const nlohmann::json& request);
-  size_t device_count() const { return vbds_.size(); }
+  // Devices being served (released ones awaiting removal do not count).
+  size_t device_count() const;
 
  private:
   void scan_backends();
@@ -71,6 +73,10 @@ class Daemon {
   DaemonOptions options_;
   VbdHost host_;
   std::map<std::string, std::unique_ptr<Vbd>> vbds_;
+  // Devices refused by Vbd::start() or detached by command: not served again
+  // (the refusal writes into their directory, which fires the watch again)
+  // until their directory is removed.
+  std::set<std::string> refused_;
   std::unique_ptr<ControlServer> control_;
   std::function<void()> on_ready_;
 

@@ -390,10 +390,15 @@ void Vbd::maybe_finish_closing() {
   const bool frontend_done = !state || *state == XenbusState::Closed || *state == XenbusState::Unknown ||
                              *state == XenbusState::Initialising;
   if (!frontend_done) return;
+  // Read `online` before writing Closed: libxl writes online=0 together with
+  // state=5 and waits for 6. Reading it afterwards could see a removal that
+  // overwrote our Closed with 5 and release without ever answering it; read
+  // first, a later removal is answered by on_backend_changed() in Closed.
+  const bool release_now = release_when_closed_ || !online();
   set_state(XenbusState::Closed);
   phase_ = Phase::Closed;
   spdlog::info("{}: closed", key_);
-  if (release_when_closed_ || !online()) {
+  if (release_now) {
     release();
   } else if (state == XenbusState::Initialising) {
     on_frontend_changed();

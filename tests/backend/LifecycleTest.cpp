@@ -1,0 +1,187 @@
+// The xenbus lifecycle of DESIGN.md §4 driven by a simulated toolstack and a
+// software blkfront, and the security refusals of §5.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "tests/backend/DaemonHarness.hpp"
+#include "tests/frontend/Pattern.hpp"
+
+namespace xbb::backendtest {
+namespace {
+
+using frontend::SimToolstack;
+using frontend::VbdSpec;
+using xs::XenbusState;
+
+TEST(Lifecycle, InitWaitConnectCloseReinitialiseAndRemove) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  const auto t0 = std::chrono::steady_clock::now();
+  h.toolstack().add_vbd(spec);
+  ASSERT_TRUE(h.toolstack().wait_backend_state(3, spec.devid, XenbusState::InitWait, 10s));
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0);
+  std::printf("InitWait %lld us after the backend directory was written\n", static_cast<long long>(us.count()));
+  auto& xs = h.toolstack().xs();
+  const auto be = SimToolstack::backend_path(3, spec.devid);
+  EXPECT_EQ(xs.read(0, be + "/feature-max-indirect-segments"), "256");
+  EXPECT_EQ(xs.read(0, be + "/multi-queue-max-queues"), "4");
+  EXPECT_EQ(xs.read(0, be + "/max-ring-page-order"), "5");
+  // The storage opens after InitWait (off the control thread); then the hotplug status.
+  ASSERT_TRUE(h.toolstack().wait_node(be + "/hotplug-status", true, 10s));
+  EXPECT_EQ(xs.read(0, be + "/hotplug-status").value_or(""), "connected");
+
+  auto disk = guest->disk(spec.devid);
+  ASSERT_NO_THROW(disk->connect());
+  EXPECT_EQ(disk->backend_state(), XenbusState::Connected);
+  for (const char* key : {"sectors", "info", "sector-size", "physical-sector-size", "feature-flush-cache",
+                          "feature-barrier", "feature-discard", "feature-persistent"}) {
+    EXPECT_TRUE(xs.read(0, be + "/" + key)) << key << " must be published at connect";
+  }
+  ASSERT_EQ(disk->write(0, frontend::pattern(3, 0, 8, 0)), 0);
+  ASSERT_NO_THROW(disk->close());  // Closing answered with Closing, then Closed
+  EXPECT_EQ(disk->backend_state(), XenbusState::Closed);
+
+  ASSERT_NO_THROW(disk->reinitialise());  // InitWait again
+  ASSERT_NO_THROW(disk->connect());
+  std::vector<std::byte> out(8 * 512);
+  ASSERT_EQ(disk->read(0, out), 0);
+  EXPECT_EQ(out, frontend::pattern(3, 0, 8, 0)) << "data survives a reconnect";
+  ASSERT_NO_THROW(disk->close());
+
+  EXPECT_TRUE(h.toolstack().remove_vbd(3, spec.devid, 10s)) << "online=0 with Closed must end in state 6";
+  EXPECT_EQ(h.device_count(), 0u);
+  EXPECT_TRUE(disk->violations().empty());
+}
+
+TEST(Lifecycle, RemovalWhileConnectedClosesAndReleases) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  h.toolstack().add_vbd(spec);
+  auto disk = guest->disk(spec.devid);
+  ASSERT_NO_THROW(disk->connect());
+  // libxl's remove: online=0 + state 5; the guest answers Closing/Closed.
+  std::thread guest_side([&] {
+    // Closing, or already Closed when the backend was quicker than we look.
+    for (int i = 0; i < 1000; ++i) {
+      const auto state = disk->backend_state();
+      if (state != XenbusState::Connected) break;
+      disk->wait_backend_state(XenbusState::Closing, 10ms);
+    }
+    try {
+      disk->close();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
+    }
+  });
+  EXPECT_TRUE(h.toolstack().remove_vbd(3, spec.devid, 10s));
+  guest_side.join();
+  // The release may be answered a watch event after state 6 was written.
+  for (int i = 0; i < 500 && h.device_count() != 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(h.device_count(), 0u);
+}
+
+TEST(Lifecycle, ReleasedWhenTheFrontendDirectoryVanishes) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  h.toolstack().add_vbd(spec);
+  auto disk = guest->disk(spec.devid);
+  ASSERT_NO_THROW(disk->connect());
+  h.toolstack().xs().rm(0, SimToolstack::frontend_path(3, spec.devid));
+  for (int i = 0; i < 500 && h.device_count() != 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(h.device_count(), 0u);
+}
+
+TEST(Lifecycle, ReleasedWhenTheDomainIsDestroyed) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  auto other = h.world().add_guest(4);
+  VbdSpec spec;
+  spec.domid = 3;
+  h.toolstack().add_vbd(spec);
+  VbdSpec spec4 = spec;
+  spec4.domid = 4;
+  h.toolstack().add_vbd(spec4);
+  auto disk = guest->disk(spec.devid);
+  auto disk4 = other->disk(spec4.devid);
+  ASSERT_NO_THROW(disk->connect());
+  ASSERT_NO_THROW(disk4->connect());
+  ASSERT_EQ(h.device_count(), 2u);
+  // Only @releaseDomain and domain_exists() tell the daemon: nodes stay.
+  h.toolstack().destroy_domain(3, /*remove_nodes=*/false);
+  for (int i = 0; i < 500 && h.device_count() != 1; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(h.device_count(), 1u);
+  EXPECT_EQ(h.device_stats("3/51712"), nullptr);
+  EXPECT_EQ(disk4->write(0, frontend::pattern(4, 0, 8, 0)), 0) << "the other domain keeps its disk";
+  disk4->close();
+}
+
+TEST(Lifecycle, RefusesAFrontendOfAnotherDomain) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  h.world().add_guest(9);
+  VbdSpec spec;
+  spec.domid = 3;
+  spec.frontend_override = SimToolstack::frontend_path(9, spec.devid);
+  h.toolstack().add_vbd(spec);
+  const auto be = SimToolstack::backend_path(3, spec.devid);
+  ASSERT_TRUE(h.toolstack().wait_node(be + "/hotplug-status", true, 10s));  // written after hotplug-error
+  EXPECT_EQ(h.toolstack().xs().read(0, be + "/hotplug-status"), "error");
+  EXPECT_TRUE(h.toolstack().xs().read(0, be + "/hotplug-error"));
+  EXPECT_NE(h.toolstack().backend_state(3, spec.devid), XenbusState::InitWait);
+  EXPECT_EQ(h.device_count(), 0u);
+}
+
+TEST(Lifecycle, RefusesAMismatchedFrontendId) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  spec.frontend_id_override = 7;
+  h.toolstack().add_vbd(spec);
+  const auto be = SimToolstack::backend_path(3, spec.devid);
+  ASSERT_TRUE(h.toolstack().wait_node(be + "/hotplug-status", true, 10s));
+  EXPECT_EQ(h.toolstack().xs().read(0, be + "/hotplug-status"), "error");
+  EXPECT_NE(h.toolstack().backend_state(3, spec.devid), XenbusState::InitWait);
+  EXPECT_EQ(h.device_count(), 0u);
+}
+
+TEST(Lifecycle, IgnoresDevicesOfAnotherScript) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  spec.script = "/etc/xen/scripts/block";
+  h.toolstack().add_vbd(spec);
+  VbdSpec ours = spec;
+  ours.devid = 51728;
+  ours.script = "block-xbbd";
+  h.toolstack().add_vbd(ours);
+  ASSERT_TRUE(h.toolstack().wait_backend_state(3, ours.devid, XenbusState::InitWait, 10s));
+  EXPECT_EQ(h.toolstack().backend_state(3, spec.devid), XenbusState::Initialising);
+  EXPECT_EQ(h.device_count(), 1u);
+}
+
+TEST(Lifecycle, BadTargetFailsWithAClearHotplugError) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  spec.target = "/nonexistent/xbb/disk.img";
+  h.toolstack().add_vbd(spec);
+  const auto be = SimToolstack::backend_path(3, spec.devid);
+  ASSERT_TRUE(h.toolstack().wait_node(be + "/hotplug-status", true, 10s));  // written after hotplug-error
+  EXPECT_EQ(h.toolstack().xs().read(0, be + "/hotplug-status"), "error");
+  EXPECT_TRUE(h.toolstack().xs().read(0, be + "/hotplug-error"));
+  EXPECT_NE(h.toolstack().xs().read(0, be + "/hotplug-error").value_or("").find("/nonexistent"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace xbb::backendtest

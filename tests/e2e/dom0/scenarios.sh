@@ -1,0 +1,382 @@
+# shellcheck shell=bash
+# The lab's scenarios, run in dom0 by /init. Sourced; uses BACKENDS, SCENARIOS, MODE and
+# BENCH_RUNTIME from /lab/config. Each scenario prints exactly one
+#   XBBLAB RESULT <backend> <scenario> PASS|FAIL <details>
+# line per backend; guests report with "XBBG " lines in their console logs.
+
+CON=/lab/out/console
+IMG=/var/lib/xen/images
+CFG=/lab/cfg
+mkdir -p "$CFG" "$IMG"
+
+result() { # backend scenario PASS|FAIL details...
+  b=$1 s=$2 st=$3
+  shift 3
+  lab RESULT "$b" "$s" "$st" "$*"
+  echo "$b $s $st $*" >>/lab/out/results.txt
+}
+log() { lab LOG "$*"; }
+now() { cut -d' ' -f1 /proc/uptime; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
+
+# The xl disk line for one backend. blkback uses the lab's light hotplug script unless the
+# host asked for the stock one (see block-lab).
+BLKBACK_SCRIPT="script=block-lab,"
+[ "${STOCK_BLOCK:-0}" = 1 ] && BLKBACK_SCRIPT=""
+disk_line() { # backend target vdev
+  case $1 in
+  blkback) echo "vdev=$3, access=rw, backendtype=phy, $BLKBACK_SCRIPT target=$2" ;;
+  qdisk) echo "vdev=$3, access=rw, backendtype=qdisk, format=raw, target=$2" ;;
+  xbbd) echo "vdev=$3, access=rw, backendtype=phy, script=block-xbbd, target=$2" ;;
+  esac
+}
+
+XBBD_PID=
+backend_enter() {
+  case $1 in
+  blkback)
+    modprobe xen-blkback || return 1
+    ;;
+  qdisk)
+    # Not strictly needed (qdisk lives under backend/qdisk) but keeps each backend alone.
+    rmmod xen-blkback 2>/dev/null
+    [ -x /usr/libexec/xen-qemu-system-i386 ] || return 1
+    ;;
+  xbbd)
+    # xbbd refuses to share backend/vbd with the kernel's blkback.
+    rmmod xen-blkback 2>/dev/null
+    [ -d /sys/module/xen_blkback ] && return 1
+    [ -x /usr/local/sbin/xbbd ] || return 1
+    # shellcheck disable=SC2086
+    xbbd $XBBD_ARGS >>/lab/out/dom0/xbbd.log 2>&1 &
+    XBBD_PID=$!
+    sleep 1
+    kill -0 "$XBBD_PID" 2>/dev/null || return 1
+    ;;
+  esac
+  return 0
+}
+backend_leave() {
+  if [ "$1" = xbbd ] && [ -n "$XBBD_PID" ]; then
+    kill "$XBBD_PID" 2>/dev/null
+    wait "$XBBD_PID" 2>/dev/null
+    XBBD_PID=
+  fi
+  rmmod xen-blkback 2>/dev/null
+  return 0
+}
+
+# Writes a config and starts a guest. $1 name, $2 small|fio, $3 job, $4 disk line, $5 extra args
+guest_create() {
+  local name=$1 kind=$2 job=$3 disk=$4 mem=256 t0
+  [ "$kind" = fio ] && mem=512 # the fio initramfs does not unpack in 256 MiB
+  cat >"$CFG/$name.cfg" <<EOF
+name = "$name"
+kernel = "/lab/boot/vmlinuz"
+ramdisk = "/lab/boot/guest-$kind.cpio"
+extra = "console=hvc0 loglevel=7 xbblab.job=$job $5"
+memory = $mem
+vcpus = 1
+disk = [ '$disk' ]
+on_poweroff = "destroy"
+on_reboot = "restart"
+on_crash = "destroy"
+EOF
+  rm -f "$CON/guest-$name.log"
+  t0=$(now)
+  if ! xl -v create "$CFG/$name.cfg" >>/lab/out/dom0/xl-create-$name.log 2>&1; then
+    log "xl create $name failed after $(elapsed "$t0") s (see dom0/xl-create-$name.log)"
+    return 1
+  fi
+  log "xl create $name took $(elapsed "$t0") s"
+  return 0
+}
+
+# Waits until the guest's console log has a line matching $2 (max $3 s); prints that line.
+wait_console() {
+  local n=0 l
+  while [ $n -lt $(($3 * 2)) ]; do
+    l=$(grep -a -m1 "$2" "$CON/guest-$1.log" 2>/dev/null)
+    if [ -n "$l" ]; then
+      echo "$l" | tr -d '\r'
+      return 0
+    fi
+    if grep -a -q 'XBBG ERROR\|Kernel panic' "$CON/guest-$1.log" 2>/dev/null; then
+      return 1
+    fi
+    sleep 0.5
+    n=$((n + 1))
+  done
+  return 1
+}
+
+# Value of key=VALUE in a guest line.
+field() { echo "$1" | sed -n "s/.*$2=\([^ ]*\).*/\1/p"; }
+
+domain_exists() { xl domid "$1" >/dev/null 2>&1; }
+
+# xl shutdown and wait for the domain to vanish; sets SHUT_SECS. Fails if it is still there
+# after $2 s (then destroys it).
+shutdown_guest() {
+  local t0 n
+  t0=$(now)
+  xl shutdown "$1" >>/lab/out/dom0/xl-$1.log 2>&1
+  n=0
+  while domain_exists "$1"; do
+    n=$((n + 1))
+    if [ $n -gt $(($2 * 5)) ]; then
+      xl destroy "$1" 2>/dev/null
+      SHUT_SECS=$(elapsed "$t0")
+      return 1
+    fi
+    sleep 0.2
+  done
+  SHUT_SECS=$(elapsed "$t0")
+  return 0
+}
+
+# Linux's xenbus prints this (pr_info: needs loglevel=7 on the guest's command line) when the
+# backend did not answer Closing within 5 s.
+closing_stalled() { grep -a -q 'timeout closing device' "$CON/guest-$1.log" 2>/dev/null; }
+
+# Shows the end of a guest's console on the serial line, for failures.
+dump_guest() {
+  lab LOG "---- last lines of guest $1 console ----"
+  tail -n 25 "$CON/guest-$1.log" 2>/dev/null | sed 's/^/XBBLAB LOG | /'
+}
+
+destroy_all_guests() {
+  for d in $(xl list 2>/dev/null | awk 'NR > 2 {print $1}'); do xl destroy "$d" 2>/dev/null; done
+}
+
+collect_logs() {
+  mkdir -p /lab/out/dom0/xen
+  cp -r /var/log/xen/. /lab/out/dom0/xen/ 2>/dev/null
+}
+
+# Shutdown times of this backend's guests ("name:secs" or "name:secs closing-stall" or
+# "name:timeout"), reported by the shutdown scenario.
+SHUT_RECORD=
+record_shutdown() { # name; after shutdown_guest
+  if [ "$2" = ok ]; then
+    SHUT_RECORD="$SHUT_RECORD $1:$SHUT_SECS"
+    closing_stalled "$1" && SHUT_RECORD="$SHUT_RECORD(closing-stall)"
+  else
+    SHUT_RECORD="$SHUT_RECORD $1:timeout"
+  fi
+}
+
+selected() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
+
+# md5 of all but the last sector (the guest keeps its boot counter there).
+body_md5() { head -c $(($(stat -c %s "$1") - 512)) "$1" | md5sum | cut -d' ' -f1; }
+
+# Compares the READ/WROTE md5 pair a guest reported for $2 against the image $3 and dom0's
+# md5 before the boot ($4). Prints the failure reason, or nothing.
+check_roundtrip() { # guest dev image want
+  l=$(wait_console "$1" "XBBG READ dev=$2 " 150) || { echo "guest never reported reading $2"; return; }
+  got=$(field "$l" md5)
+  [ "$got" = "$4" ] || { echo "$2: guest read md5 $got, dom0 wrote $4"; return; }
+  l=$(wait_console "$1" "XBBG WROTE dev=$2 " 90) || { echo "guest never reported writing $2"; return; }
+  wrote=$(field "$l" md5)
+  # The guest wrote with fsync and reported after a cache drop: the data must be in the
+  # image now, while the backend still has it open.
+  sync
+  have=$(body_md5 "$3")
+  [ "$have" = "$wrote" ] || echo "$2: guest wrote md5 $wrote, dom0 reads $have"
+}
+
+# The small guest's whole life on one backend: round trip on a file target (xvda) and a loop
+# device target (xvdb), block-attach/detach of xvdc, xl reboot, xl shutdown. One guest for
+# all of it keeps the lab fast: under TCG every boot costs tens of seconds.
+sc_lifecycle() {
+  b=$1 name=life-$1 a=$IMG/life-a.img bimg=$IMG/life-b.img c=$IMG/life-c.img
+  for f in "$a" "$bimg"; do
+    rm -f "$f"
+    # Small: under TCG every md5 of it (four per disk) costs seconds.
+    dd if=/dev/urandom of="$f" bs=1M count=8 2>/dev/null
+  done
+  want_a=$(body_md5 "$a") want_b=$(body_md5 "$bimg")
+  lo=$(losetup -f --show "$bimg") || lo=""
+  hp=0
+  selected attach-detach && hp=1
+  if [ -z "$lo" ] || ! guest_create "$name" small lifecycle \
+    "$(disk_line "$b" "$a" xvda)', '$(disk_line "$b" "$lo" xvdb)" "xbblab.hotplug=$hp"; then
+    for s in roundtrip-file roundtrip-loop attach-detach reboot; do
+      selected $s && result "$b" $s FAIL "xl create failed (or losetup)"
+    done
+    [ -n "$lo" ] && losetup -d "$lo"
+    return
+  fi
+
+  why=$(check_roundtrip "$name" xvda "$a" "$want_a")
+  selected roundtrip-file && result "$b" roundtrip-file "$([ -z "$why" ] && echo PASS || echo FAIL)" \
+    "${why:-dom0->guest and guest->dom0 md5 match on a file target}"
+  why=$(check_roundtrip "$name" xvdb "$bimg" "$want_b")
+  selected roundtrip-loop && result "$b" roundtrip-loop "$([ -z "$why" ] && echo PASS || echo FAIL)" \
+    "${why:-dom0->guest and guest->dom0 md5 match on a loop device target}"
+
+  if [ $hp = 1 ]; then
+    dd if=/dev/urandom of="$c" bs=1M count=4 2>/dev/null
+    want=$(md5sum <"$c" | cut -d' ' -f1)
+    st=FAIL
+    if ! wait_console "$name" 'XBBG RT-DONE' 120 >/dev/null; then
+      why="guest did not get to the hotplug step"
+    elif ! xl block-attach "$name" "$(disk_line "$b" "$c" xvdc)" >>/lab/out/dom0/xl-$name.log 2>&1; then
+      why="xl block-attach failed"
+    elif ! l=$(wait_console "$name" 'XBBG XVDC-UP' 120); then
+      why="xvdc never appeared in the guest"
+    elif [ "$(field "$l" md5)" != "$want" ]; then
+      why="xvdc md5 $(field "$l" md5) in the guest, $want in dom0"
+    elif ! l=$(wait_console "$name" 'XBBG XVDC-WROTE' 60); then
+      why="guest write to xvdc did not finish"
+    else
+      wrote=$(field "$l" md5)
+      t0=$(now)
+      if ! xl block-detach "$name" xvdc >>/lab/out/dom0/xl-$name.log 2>&1; then
+        why="xl block-detach failed"
+      elif ! wait_console "$name" 'XBBG XVDC-GONE' 90 >/dev/null; then
+        why="xvdc still present in the guest after detach"
+      elif [ "$(xl block-list "$name" 2>/dev/null | awk 'NR > 1' | wc -l)" != 2 ]; then
+        why="xl block-list still shows xvdc"
+      else
+        sync
+        have=$(md5sum <"$c" | cut -d' ' -f1)
+        if [ "$have" = "$wrote" ]; then
+          st=PASS why="attach, read, write, detach ok (detach $(elapsed "$t0") s)"
+        else
+          why="guest wrote xvdc md5 $wrote, dom0 reads $have"
+        fi
+      fi
+    fi
+    [ $st = FAIL ] && dump_guest "$name"
+    result "$b" attach-detach $st "$why"
+    rm -f "$c"
+  fi
+
+  if selected reboot; then
+    st=FAIL
+    if ! wait_console "$name" 'XBBG DONE' 120 >/dev/null; then
+      why="first boot did not finish"
+    else
+      id1=$(xl domid "$name")
+      t0=$(now)
+      if ! xl reboot "$name" >>/lab/out/dom0/xl-$name.log 2>&1; then
+        why="xl reboot failed"
+      elif ! wait_console "$name" 'XBBG BOOT 1' 240 >/dev/null; then
+        why="second boot did not see the first boot's counter (or did not boot)"
+      elif ! wait_console "$name" 'XBBG DONE boot=1' 60 >/dev/null; then
+        why="second boot did not finish"
+      else
+        st=PASS why="domid $id1 -> $(xl domid "$name"), second boot read the counter after $(elapsed "$t0") s"
+      fi
+    fi
+    [ $st = FAIL ] && dump_guest "$name"
+    result "$b" reboot $st "$why"
+  else
+    wait_console "$name" 'XBBG DONE' 120 >/dev/null
+  fi
+
+  if shutdown_guest "$name" 90; then record_shutdown "$name" ok; else record_shutdown "$name" fail; fi
+  losetup -d "$lo" 2>/dev/null
+  rm -f "$a" "$bimg"
+}
+
+sc_fio_verify() {
+  b=$1 name=fio-$1 img=$IMG/fio.img
+  rm -f "$img"
+  truncate -s 64M "$img"
+  if ! guest_create "$name" fio fio-verify "$(disk_line "$b" "$img" xvda)"; then
+    result "$b" fio-verify FAIL "xl create failed"
+    return
+  fi
+  t0=$(now)
+  if l=$(wait_console "$name" 'XBBG FIO' 420); then
+    rc=$(field "$l" rc)
+    if [ "$rc" = 0 ]; then
+      st=PASS why="5 fio verify jobs passed in $(elapsed "$t0") s"
+    else
+      st=FAIL why="fio exited $rc (verify failure or I/O error; see the guest console)"
+    fi
+  else
+    st=FAIL why="fio never finished"
+  fi
+  if shutdown_guest "$name" 90; then record_shutdown "$name" ok; else record_shutdown "$name" fail; fi
+  [ $st = FAIL ] && dump_guest "$name"
+  result "$b" fio-verify $st "$why"
+  rm -f "$img"
+}
+
+# Shutdown time: from `xl shutdown` to the domain gone, for each guest of this backend. A
+# Linux guest waits 5 s for the backend to answer Closing and then logs "timeout closing
+# device": that line is the stall, whatever the machine's speed.
+sc_shutdown() {
+  case "$SHUT_RECORD" in
+  "") result "$1" shutdown FAIL "no guest was shut down" ;;
+  *closing-stall* | *timeout*) result "$1" shutdown FAIL "Closing stall or timeout, secs:$SHUT_RECORD" ;;
+  *) result "$1" shutdown PASS "no Closing stall, secs:$SHUT_RECORD" ;;
+  esac
+}
+
+# One fio guest per backend on the same image; the host prints the table.
+bench_backend() {
+  b=$1 name=bench-$1 img=$IMG/bench.img
+  [ -f "$img" ] || dd if=/dev/zero of="$img" bs=1M count=256 2>/dev/null
+  if ! guest_create "$name" fio bench "$(disk_line "$b" "$img" xvda)" "xbblab.runtime=$BENCH_RUNTIME"; then
+    result "$b" bench FAIL "xl create failed"
+    return
+  fi
+  if wait_console "$name" 'XBBG DONE' $((BENCH_RUNTIME * 3 * 3 + 120)) >/dev/null; then
+    n=0
+    for l in $(grep -a '^XBBG BENCH ' "$CON/guest-$name.log" | tr -d '\r' | awk '{print $3 ":" $4 ":" $5}'); do
+      lab BENCH "$b" $(echo "$l" | tr ':' ' ')
+      n=$((n + 1))
+    done
+    if [ $n = 3 ]; then result "$b" bench PASS "3 fio jobs"; else
+      dump_guest "$name"
+      result "$b" bench FAIL "only $n of 3 fio jobs reported"
+    fi
+  else
+    dump_guest "$name"
+    result "$b" bench FAIL "bench guest did not finish"
+  fi
+  shutdown_guest "$name" 60
+}
+
+run_scenario() { # backend name-of-step function args...
+  local ts b=$1 step=$2
+  shift 2
+  ts=$(now)
+  "$@"
+  destroy_all_guests
+  collect_logs
+  lab PHASE "$b/$step" secs=$(elapsed "$ts")
+}
+
+run_all() {
+  local tb
+  for b in $BACKENDS; do
+    tb=$(now)
+    SHUT_RECORD=
+    if ! backend_enter "$b"; then
+      for s in $SCENARIOS; do result "$b" "$s" FAIL "backend $b could not be started in dom0"; done
+      [ "$MODE" = bench ] && result "$b" bench FAIL "backend $b could not be started in dom0"
+      backend_leave "$b"
+      continue
+    fi
+    if [ "$MODE" = bench ]; then
+      bench_backend "$b"
+      destroy_all_guests
+      collect_logs
+    else
+      if selected roundtrip-file || selected roundtrip-loop || selected attach-detach ||
+        selected reboot || selected shutdown; then
+        run_scenario "$b" lifecycle sc_lifecycle "$b"
+      fi
+      selected fio-verify && run_scenario "$b" fio-verify sc_fio_verify "$b"
+      selected shutdown && sc_shutdown "$b"
+    fi
+    backend_leave "$b"
+    lab PHASE "backend-$b" secs=$(elapsed "$tb")
+  done
+}

@@ -1,0 +1,234 @@
+// A software blkfront: plays a guest's disk driver against a backend the way
+// Linux xen-blkfront does (negotiation, ring pages, grants, persistent-grant
+// pool, indirect requests, response checks, close and reconnect), on top of a
+// simulated guest: its memory (SimGuestMemory), its event channels
+// (SimGuestEvents over a SimDomainLink) and a xenstore connection as domU.
+//
+// It works the same whether the guest lives in the test's process (a
+// SimXenStore + SimHypervisor::add_domain) or in a child process (a
+// SimStoreClient + SimGuestConnection). One thread uses an instance.
+//
+// Besides well-formed I/O it can misbehave on purpose (see Misbehaviour and
+// corrupt_producer()) so tests can check that a backend answers hostile
+// guests with error responses instead of crashing.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ring/protocol/Abi.hpp"
+#include "ring/protocol/FrontRing.hpp"
+#include "ring/protocol/Request.hpp"
+#include "tests/frontend/RingMapping.hpp"
+#include "tests/sim/guestmem/SimDomainLink.hpp"
+#include "xenstore/XenStore.hpp"
+#include "xenstore/XenbusState.hpp"
+
+namespace xbb::sim {
+class SimGuestMemory;
+class SimGuestEvents;
+}  // namespace xbb::sim
+
+namespace xbb::frontend {
+
+using std::chrono::milliseconds;
+
+// What the frontend asks for; the backend's limits cap each of these.
+struct FrontendConfig {
+  // nullopt: no `protocol` key (native); otherwise the ABI named in the key.
+  std::optional<ring::Abi> protocol;
+  unsigned ring_page_order = 0;    // wanted; min(this, max-ring-page-order)
+  unsigned queues = 1;             // wanted; min(this, multi-queue-max-queues)
+  bool persistent_grants = false;  // write feature-persistent=1
+  bool use_indirect = true;        // use INDIRECT when offered and needed
+  // Sector offset (0..7) at which the first segment's data starts in its
+  // page; later segments start at 0 (as a bio's first bvec may not).
+  unsigned first_sector_offset = 0;
+  milliseconds timeout{10000};     // every wait for the backend
+};
+
+// What the backend published (read at connect).
+struct BackendInfo {
+  unsigned max_ring_page_order = 0;
+  unsigned max_queues = 1;
+  unsigned max_indirect_segments = 0;
+  uint64_t sectors = 0;
+  uint32_t sector_size = 512;
+  uint32_t physical_sector_size = 512;
+  unsigned info = 0;
+  bool flush = false;
+  bool barrier = false;
+  bool discard = false;
+  bool discard_secure = false;
+  uint32_t discard_granularity = 0;
+  bool persistent = false;  // both sides agreed
+  // What this connection uses.
+  unsigned ring_page_order = 0;
+  unsigned queues = 1;
+};
+
+enum class Misbehaviour {
+  None,
+  FirstAfterLast,       // a segment with first_sect > last_sect
+  LastBeyondPage,       // a segment with last_sect >= 8
+  TooManySegments,      // a direct request with 12 segments
+  TooManyIndirect,      // an indirect request beyond the advertised maximum
+  RevokedGrant,         // a segment whose grant was revoked before submission
+  WrongDomainGrant,     // a segment granted to another domain than the backend's
+  GarbageIndirect,      // indirect pages full of random bytes
+  UnknownOperation,     // operation byte 0x42
+};
+
+struct BlkRequest {
+  enum class Kind { Read, Write, Barrier, Flush, Discard };
+  Kind kind = Kind::Read;
+  uint64_t sector = 0;           // 512-byte units
+  uint32_t sectors = 0;          // Read: how many to read; Discard: how many to discard
+  std::vector<std::byte> data;   // Write/Barrier: the data (a multiple of 512 bytes)
+  bool secure = false;           // Discard: BLKIF_DISCARD_SECURE
+  Misbehaviour misbehaviour = Misbehaviour::None;
+  std::optional<unsigned> queue; // default: round robin
+};
+
+struct BlkCompletion {
+  uint64_t handle = 0;
+  int16_t status = 0;            // BLKIF_RSP_*
+  uint8_t operation = 0;         // the operation byte of the response
+  std::vector<std::byte> data;   // Read: the data read (when status is OKAY)
+};
+
+class SoftBlkfront {
+ public:
+  // `xs` is the guest's own xenstore connection (domid = memory.domid()).
+  SoftBlkfront(xs::XenStore& xs, sim::SimGuestMemory& memory, std::shared_ptr<sim::SimDomainLink> link,
+               uint32_t devid, FrontendConfig config = {});
+  ~SoftBlkfront();
+  SoftBlkfront(const SoftBlkfront&) = delete;
+  SoftBlkfront& operator=(const SoftBlkfront&) = delete;
+
+  const std::string& frontend_path() const { return frontend_; }
+  const std::string& backend_path() const { return backend_; }
+  FrontendConfig& config() { return config_; }
+
+  // Negotiates like xen-blkfront: waits for InitWait, reads the backend's
+  // limits, sets up rings and event channels, writes them with protocol
+  // and feature-persistent in one transaction, goes Initialised, waits for
+  // Connected, reads the disk's properties and goes Connected. Throws
+  // std::runtime_error naming what failed (or timed out).
+  void connect();
+  bool connected() const { return connected_; }
+  const BackendInfo& backend() const { return info_; }
+
+  // Like Linux on removal or module unload: Closing, wait for the backend's
+  // Closing (or Closed), Closed, wait for the backend's Closed, then end
+  // every grant. Requests still in flight are abandoned. Throws on timeout.
+  void close();
+  // Driver reload / kexec: back to Initialising (after close()), and expect
+  // the backend to answer InitWait. Then connect() again.
+  void reinitialise();
+  // Reads the backend's state node.
+  std::optional<xs::XenbusState> backend_state();
+  bool wait_backend_state(xs::XenbusState state, milliseconds timeout);
+
+  // Async I/O. submit() returns a handle, or nullopt when the chosen ring
+  // (or every ring, for round robin) is full: poll() and retry. Throws
+  // std::invalid_argument for a request it cannot express (too large).
+  std::optional<uint64_t> submit(const BlkRequest& request);
+  // Waits up to `timeout` for at least one completion (0: do not wait) and
+  // returns every completion available.
+  std::vector<BlkCompletion> poll(milliseconds timeout);
+  size_t in_flight() const { return in_flight_; }
+  size_t queue_depth() const;  // requests one ring holds
+
+  // Sync convenience: submit, wait for this request's response (others that
+  // complete meanwhile are kept for poll()). Throws on timeout.
+  BlkCompletion execute(const BlkRequest& request);
+  int16_t write(uint64_t sector, std::span<const std::byte> data);
+  int16_t read(uint64_t sector, std::span<std::byte> out);
+  int16_t flush();
+  int16_t discard(uint64_t sector, uint32_t sectors, bool secure = false);
+
+  // Largest data request expressible in one blkif request (sectors).
+  uint32_t max_request_sectors() const;
+
+  // Misbehaviour: sets queue q's req_prod far more than a ring ahead of
+  // what it consumed, then notifies.
+  void corrupt_producer(unsigned queue);
+
+  // Protocol violations the backend committed, as Linux blkfront would log
+  // them (unknown or duplicate id, wrong operation, grant still mapped at
+  // response time, runaway response producer). Empty for a good backend.
+  const std::vector<std::string>& violations() const { return violations_; }
+  // Grants currently held (leak checks).
+  uint32_t grants_held() const;
+
+ private:
+  struct Shadow {
+    bool in_use = false;
+    uint64_t handle = 0;
+    uint8_t expected_operation = 0;
+    BlkRequest::Kind kind = BlkRequest::Kind::Read;
+    std::vector<uint32_t> data_pages;      // page per segment
+    std::vector<ports::GrantRef> grants;   // grants to end at completion (not persistent)
+    std::vector<bool> pooled;              // data page belongs to the persistent pool
+    std::vector<ring::Segment> segments;   // as sent (for copying reads out)
+    std::vector<uint32_t> indirect_pages;
+    std::vector<ports::GrantRef> indirect_grants;
+    uint32_t read_bytes = 0;
+  };
+  struct Queue {
+    RingMapping mapping;
+    std::vector<uint32_t> ring_pages;
+    std::vector<ports::GrantRef> ring_grants;
+    std::unique_ptr<ring::FrontRing> ring;
+    ports::EvtchnPort port = 0;
+    std::vector<Shadow> shadow;
+    std::vector<uint32_t> free_ids;
+    // Persistent grants, per ring like Linux: granted read-write once, kept
+    // for the life of the connection, reused for reads and writes alike.
+    std::vector<std::pair<uint32_t, ports::GrantRef>> pool_free;
+    std::vector<std::pair<uint32_t, ports::GrantRef>> pool_all;
+  };
+
+  std::string read_backend(const std::string& key);
+  std::optional<uint64_t> read_backend_uint(const std::string& key);
+  void write_state(xs::XenbusState state);
+  void setup_queues();
+  void teardown_queues();
+  void publish_rings();
+  void read_disk_properties();
+  unsigned pick_queue(const BlkRequest& request);
+  void end_request_grants(Queue& queue, Shadow& shadow);
+  std::pair<uint32_t, ports::GrantRef> data_page(Queue& queue, bool writable_by_backend, bool pooled);
+  void drain_responses(std::vector<BlkCompletion>& out);
+  void process_queue(unsigned q, std::vector<BlkCompletion>& out);
+  bool wait_for_events(milliseconds timeout);
+  void violation(std::string message);
+
+  xs::XenStore& xs_;
+  sim::SimGuestMemory& memory_;
+  std::shared_ptr<sim::SimDomainLink> link_;
+  std::unique_ptr<sim::SimGuestEvents> events_;
+  uint32_t devid_;
+  FrontendConfig config_;
+  std::string frontend_;
+  std::string backend_;
+  std::string watch_token_;
+  BackendInfo info_;
+  bool connected_ = false;
+  ring::Abi abi_ = ring::Abi::Native;
+  std::vector<Queue> queues_;
+  unsigned next_queue_ = 0;
+  uint64_t next_handle_ = 1;
+  size_t in_flight_ = 0;
+  std::deque<BlkCompletion> stash_;
+  std::vector<std::string> violations_;
+};
+
+}  // namespace xbb::frontend
