@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/ControlServer.hpp"
+#include "storage/SnapshotTarget.hpp"
 #include "xenstore/Vdev.hpp"
 
 namespace xbb::backend {
@@ -30,7 +31,10 @@ Daemon::Daemon(xs::XenStore& xs, ports::Hypervisor& hypervisor, DaemonOptions op
     : xs_(xs),
       hypervisor_(hypervisor),
       options_(std::move(options)),
-      host_{xs, hypervisor, options_.vbd, nullptr, std::move(open_storage)} {
+      snapshots_(options_.state_dir.empty() ? "" : options_.state_dir + "/snapshots.json"),
+      host_{xs, hypervisor, options_.vbd, nullptr, std::move(open_storage), &snapshots_} {
+  storage::register_snapshot_kind();
+  if (auto error = snapshots_.load()) spdlog::error("xbbd: {}; no snapshot will be re-attached", *error);
   host_.post = [this](const std::string& key, std::function<void(Vbd&)> fn) {
     post([this, key, fn = std::move(fn)] {
       auto it = vbds_.find(key);
@@ -332,7 +336,58 @@ nlohmann::json Daemon::handle_command(const nlohmann::json& request) {
     refused_.insert(vbd->key());
     return {{"ok", true}};
   }
-  return {{"ok", false}, {"error", "unknown command '" + command + "' (list, stats, set, detach)"}};
+  if (command == "fault") {
+    Vbd* vbd = device();
+    if (!vbd) return no_device();
+    if (!request.contains("spec") || !request["spec"].is_string()) {
+      return {{"ok", false}, {"error", "fault needs a \"spec\" (off, or rate=N[,ops=...][,seed=S][,latency=MIN[-MAX]])"}};
+    }
+    if (auto error = vbd->set_fault(request["spec"].get<std::string>())) return {{"ok", false}, {"error", *error}};
+    return {{"ok", true}};
+  }
+  if (command.rfind("snapshot-", 0) == 0) return handle_snapshot_command(command, request);
+  return {{"ok", false},
+          {"error", "unknown command '" + command +
+                        "' (list, stats, set, detach, fault, snapshot-create, snapshot-list, snapshot-delete)"}};
+}
+
+nlohmann::json Daemon::handle_snapshot_command(const std::string& command, const nlohmann::json& request) {
+  using nlohmann::json;
+  auto text = [&](const char* key) {
+    return request.contains(key) && request[key].is_string() ? request[key].get<std::string>() : std::string();
+  };
+  try {
+    if (command == "snapshot-list") {
+      json out = json::array();
+      for (auto& [key, vbd] : vbds_) {
+        if (request.contains("device") && vbd.get() != find(text("device"))) continue;
+        for (auto& s : vbd->snapshot_list()) out.push_back(s);
+      }
+      return {{"ok", true}, {"snapshots", out}};
+    }
+    Vbd* vbd = find(text("device"));
+    if (!vbd) {
+      return {{"ok", false}, {"error", "no such device '" + text("device") + "' (name devices DOMID/VDEV, e.g. 3/xvda)"}};
+    }
+    if (command == "snapshot-create") {
+      uint32_t cluster = storage::CowOriginStorage::kDefaultClusterSize;
+      if (request.contains("cluster_size")) {
+        const auto& value = request["cluster_size"];
+        if (!value.is_number_integer() || value.get<int64_t>() <= 0 || value.get<int64_t>() > UINT32_MAX) {
+          return {{"ok", false}, {"error", "cluster_size must be a positive number of bytes"}};
+        }
+        cluster = value.get<uint32_t>();
+      }
+      return {{"ok", true}, {"snapshot", vbd->snapshot_create(text("store"), cluster)}};
+    }
+    if (command == "snapshot-delete") {
+      vbd->snapshot_delete(text("snapshot"), request.value("delete_store", false));
+      return {{"ok", true}};
+    }
+  } catch (const std::exception& e) {
+    return {{"ok", false}, {"error", e.what()}};
+  }
+  return {{"ok", false}, {"error", "unknown command '" + command + "'"}};
 }
 
 }  // namespace xbb::backend

@@ -31,6 +31,9 @@ struct DaemonOptions {
   std::optional<xs::DomId> only_domain;
   std::optional<uint32_t> only_devid;
   std::string control_socket;            // "" = no control socket
+  // Where snapshots are recorded for re-attachment after a restart
+  // (snapshots.json); "" keeps them for this run only.
+  std::string state_dir;
   VbdOptions vbd;
 };
 
@@ -55,6 +58,7 @@ class Daemon {
 
   // Control-thread only.
   nlohmann::json handle_command(const nlohmann::json& request);
+  nlohmann::json handle_snapshot_command(const std::string& command, const nlohmann::json& request);
   // Devices being served (released ones awaiting removal do not count).
   size_t device_count() const;
 
@@ -71,6 +75,7 @@ class Daemon {
   xs::XenStore& xs_;
   ports::Hypervisor& hypervisor_;
   DaemonOptions options_;
+  SnapshotCatalog snapshots_;
   VbdHost host_;
   std::map<std::string, std::unique_ptr<Vbd>> vbds_;
   // Devices refused by Vbd::start() or detached by command: not served again

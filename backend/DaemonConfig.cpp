@@ -68,6 +68,13 @@ std::optional<std::string> DaemonConfig::set(std::string_view name, std::string_
     auto q = number(value, 1u << 20);
     if (!q || *q < 256) return bad("a page count of at least 256");
     o.vbd.bounce_pages_per_queue = *q;
+  } else if (name == "fault-injection") {
+    auto b = boolean(value);
+    if (!b) return bad("a boolean");
+    o.vbd.fault_injection = *b;
+  } else if (name == "state-dir") {
+    if (!v.empty() && v[0] != '/') return bad("an absolute directory");
+    o.state_dir = v;
   } else if (name == "log-level") {
     auto level = spdlog::level::from_str(v);
     if (level == spdlog::level::off && v != "off") return bad("a log level (trace, debug, info, warn, error)");

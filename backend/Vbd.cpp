@@ -5,8 +5,10 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "backend/FaultSpec.hpp"
 #include "backend/FrontendRings.hpp"
 #include "ring/protocol/RingGeometry.hpp"
+#include "storage/CowOriginRegistry.hpp"
 #include "xenstore/Vdev.hpp"
 #include "xenstore/WithTransaction.hpp"
 #include "xenstore/XenstoreKeys.hpp"
@@ -24,6 +26,22 @@ Vbd::Vbd(VbdHost& host, xs::BackendPath path)
 Vbd::~Vbd() {
   workers_.clear();
   if (opener_.joinable()) opener_.join();
+  if (origin_) storage::OriginRegistry::instance().remove(origin_name());
+}
+
+std::string Vbd::origin_name() const {
+  return std::to_string(path_.frontend_domid) + "/" + xs::vdev_name(path_.devid);
+}
+
+void Vbd::report_hotplug_error(const std::string& message) {
+  try {
+    xs::with_transaction(host_.xs, [&](xs::TxId tx) {
+      host_.xs.write(tx, backend_ + "/hotplug-error", message);
+      host_.xs.write(tx, backend_ + "/hotplug-status", "error");
+    });
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: cannot report '{}': {}", key_, message, e.what());
+  }
 }
 
 std::string Vbd::key_of(const xs::BackendPath& path) {
@@ -72,11 +90,7 @@ bool Vbd::start() {
   }
   auto refuse = [&](const std::string& why) {
     spdlog::error("{}: refusing to serve {}: {}", key_, backend_, why);
-    try {
-      xs.write(xs::kNoTransaction, backend_ + "/hotplug-error", "xbbd: " + why);
-      xs.write(xs::kNoTransaction, backend_ + "/hotplug-status", "error");
-    } catch (const std::exception&) {
-    }
+    report_hotplug_error("xbbd: " + why);
     phase_ = Phase::Released;
     return false;
   };
@@ -130,35 +144,40 @@ void Vbd::open_storage_async() {
   auto open = host_.open_storage;
   auto post = host_.post;
   std::string key = key_, target = target_;
-  bool ro = read_only_;
-  opener_ = std::thread([open, post, key, target, ro] {
-    std::unique_ptr<storage::Storage> storage;
+  bool ro = read_only_, faults = host_.options.fault_injection;
+  SnapshotCatalog catalog = host_.snapshots ? *host_.snapshots : SnapshotCatalog("");
+  // Opening (an NBD connect, a snapshot store's map) may take a while: never on the control thread.
+  opener_ = std::thread([open, post, key, target, ro, faults, catalog] {
+    std::shared_ptr<StorageStack> stack;
     std::string error;
     try {
-      storage = open(target, ro);
+      auto opened = open(target, ro);
+      const auto stores = catalog.stores_of(opened->describe());
+      stack = std::make_shared<StorageStack>(build_storage_stack(std::move(opened), faults, stores));
     } catch (const std::exception& e) {
       error = e.what();
     }
-    auto shared = std::make_shared<std::unique_ptr<storage::Storage>>(std::move(storage));
-    post(key, [shared, error](Vbd& vbd) { vbd.on_storage_opened(std::move(*shared), error); });
+    post(key, [stack, error](Vbd& vbd) { vbd.on_storage_opened(stack, error); });
   });
 }
 
-void Vbd::on_storage_opened(std::unique_ptr<storage::Storage> storage, std::string error) {
+void Vbd::on_storage_opened(std::shared_ptr<StorageStack> stack, std::string error) {
   storage_opening_ = false;
   if (opener_.joinable()) opener_.join();
-  auto& xs = host_.xs;
+  if (!stack) {
+    storage_error_ = error.empty() ? "cannot open the storage" : error;
+    spdlog::error("{}: {}", key_, storage_error_);
+    report_hotplug_error(storage_error_);
+    return;
+  }
+  for (const auto& failure : stack->attach_errors) spdlog::error("{}: snapshot not re-attached: {}", key_, failure);
+  if (!read_only_ && stack->top->properties().read_only) read_only_ = true;
+  storage_ = stack->top;
+  origin_ = stack->origin;
+  fault_ = stack->fault;
+  storage::OriginRegistry::instance().add(origin_name(), origin_);
   try {
-    if (!storage) {
-      storage_error_ = error.empty() ? "cannot open the storage" : error;
-      spdlog::error("{}: {}", key_, storage_error_);
-      xs.write(xs::kNoTransaction, backend_ + "/hotplug-error", storage_error_);
-      xs.write(xs::kNoTransaction, backend_ + "/hotplug-status", "error");
-      return;
-    }
-    if (!read_only_ && storage->properties().read_only) read_only_ = true;
-    storage_ = std::move(storage);
-    xs.write(xs::kNoTransaction, backend_ + "/hotplug-status", "connected");
+    host_.xs.write(xs::kNoTransaction, backend_ + "/hotplug-status", "connected");
   } catch (const std::exception& e) {
     spdlog::warn("{}: writing hotplug status: {}", key_, e.what());
   }
@@ -479,9 +498,64 @@ void Vbd::describe(nlohmann::json& out) const {
          {"persistent_grants", persistent_},
          {"mapped_grant_pages", mapped_grant_pages()}};
   if (storage_) out["size_bytes"] = storage_->properties().size_bytes;
+  if (origin_) out["snapshots"] = origin_->snapshots().size();
+  if (fault_) out["fault"] = to_string(fault_->settings());
   nlohmann::json tun = nlohmann::json::object();
   for (auto& [name, value] : tunables_.list()) tun[name] = value;
   out["tunables"] = tun;
+}
+
+nlohmann::json Vbd::snapshot_create(const std::string& store, uint32_t cluster_size) {
+  if (!origin_) throw std::runtime_error("the storage of " + key_ + " is not open");
+  if (store.empty() || store[0] != '/') throw std::runtime_error("the snapshot store must be an absolute path");
+  auto snapshot = origin_->create_snapshot(store, cluster_size);
+  if (host_.snapshots) {
+    if (auto error = host_.snapshots->add(origin_->describe(), snapshot->store_path())) {
+      spdlog::error("{}: snapshot {} taken but not recorded, so it will not survive a restart: {}", key_,
+                    snapshot->id(), *error);
+    }
+  }
+  spdlog::info("{}: snapshot {} taken into {}", key_, snapshot->id(), snapshot->store_path());
+  return {{"id", snapshot->id()}, {"store", snapshot->store_path()}, {"cluster_size", snapshot->cluster_size()}};
+}
+
+nlohmann::json Vbd::snapshot_list() const {
+  nlohmann::json out = nlohmann::json::array();
+  if (!origin_) return out;
+  for (const auto& s : origin_->snapshots()) {
+    out.push_back({{"device", key_},
+                   {"origin", origin_name()},
+                   {"id", s->id()},
+                   {"store", s->store_path()},
+                   {"cluster_size", s->cluster_size()},
+                   {"created", s->created().tv_sec},
+                   {"copied_clusters", s->copied_clusters()},
+                   {"cluster_count", s->cluster_count()},
+                   {"valid", s->valid()},
+                   {"invalid_reason", s->valid() ? "" : s->invalid_reason()}});
+  }
+  return out;
+}
+
+void Vbd::snapshot_delete(const std::string& which, bool delete_store) {
+  if (!origin_) throw std::runtime_error("the storage of " + key_ + " is not open");
+  auto snapshot = origin_->find_snapshot(which);
+  if (!snapshot) throw std::runtime_error("no snapshot '" + which + "' of " + key_ + " (xbbctl snapshot list)");
+  const std::string store = snapshot->store_path();
+  if (!origin_->delete_snapshot(which, delete_store)) throw std::runtime_error("cannot delete snapshot " + which);
+  if (host_.snapshots) {
+    if (auto error = host_.snapshots->remove(origin_->describe(), store)) spdlog::error("{}: {}", key_, *error);
+  }
+  spdlog::info("{}: snapshot {} deleted{}", key_, which, delete_store ? " with its store" : "");
+}
+
+std::optional<std::string> Vbd::set_fault(const std::string& spec) {
+  if (!fault_) return std::string("fault injection is off in this daemon (start xbbd with fault-injection = 1)");
+  auto parsed = parse_fault_spec(spec);
+  if (auto* error = std::get_if<std::string>(&parsed)) return *error;
+  fault_->set_settings(std::get<storage::FaultSettings>(parsed));
+  spdlog::warn("{}: fault injection {}", key_, to_string(std::get<storage::FaultSettings>(parsed)));
+  return std::nullopt;
 }
 
 }  // namespace xbb::backend

@@ -15,7 +15,9 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "backend/QueueWorker.hpp"
+#include "backend/SnapshotCatalog.hpp"
 #include "backend/Statistics.hpp"
+#include "backend/StorageStack.hpp"
 #include "backend/Tunables.hpp"
 #include "ring/ports/GuestMemory.hpp"
 #include "storage/Storage.hpp"
@@ -35,6 +37,7 @@ struct VbdOptions {
   size_t persistent_grants_per_queue = 1056;
   size_t bounce_pages_per_queue = 2048;
   bool direct_io = false;              // O_DIRECT for file targets
+  bool fault_injection = false;        // stack a fault-injection layer on every disk (xbbctl fault)
   Tunables tunables;
 };
 
@@ -47,6 +50,8 @@ struct VbdHost {
   std::function<void(const std::string& key, std::function<void(Vbd&)> fn)> post;
   // Opens storage for a target; runs on a helper thread.
   std::function<std::unique_ptr<storage::Storage>(const std::string& target, bool read_only)> open_storage;
+  // Snapshot stores to re-attach per origin, and where new ones are recorded.
+  SnapshotCatalog* snapshots = nullptr;
 };
 
 class Vbd {
@@ -73,6 +78,16 @@ class Vbd {
   void detach_for_shutdown();
   std::optional<std::string> set_tunable(const std::string& name, const std::string& value);
 
+  // Snapshots of this disk (xbbctl snapshot ...). Throw std::runtime_error
+  // with a message for the administrator. Creation waits (bounded) for the
+  // writes in flight to drain: the only control-thread wait in the daemon.
+  nlohmann::json snapshot_create(const std::string& store, uint32_t cluster_size);
+  nlohmann::json snapshot_list() const;
+  void snapshot_delete(const std::string& id_or_store, bool delete_store);
+  // Fault injection (xbbctl fault): a spec as in FaultSpec.hpp.
+  std::optional<std::string> set_fault(const std::string& spec);
+  // The name snapshot targets use for this disk: "D/vdev", e.g. "3/xvda".
+  std::string origin_name() const;
   // Nothing left to do: the daemon may destroy this Vbd.
   bool released() const { return phase_ == Phase::Released; }
 
@@ -86,7 +101,8 @@ class Vbd {
 
   void publish_features();
   void open_storage_async();
-  void on_storage_opened(std::unique_ptr<storage::Storage> storage, std::string error);
+  void on_storage_opened(std::shared_ptr<StorageStack> stack, std::string error);
+  void report_hotplug_error(const std::string& message);
   void connect();
   bool connect_queues(std::string& error);
   void publish_connected();
@@ -110,7 +126,9 @@ class Vbd {
   bool cdrom_ = false;
   bool discard_enabled_ = true;
   std::string target_;
-  std::unique_ptr<storage::Storage> storage_;
+  std::shared_ptr<storage::Storage> storage_;             // the top of the stack: what queues open
+  std::shared_ptr<storage::CowOriginStorage> origin_;     // snapshots hang here
+  storage::FaultInjectionStorage* fault_ = nullptr;       // when fault injection is on
   std::string storage_error_;
   bool storage_opening_ = false;
   std::thread opener_;

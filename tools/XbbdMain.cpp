@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -48,6 +50,10 @@ Options:
       --max-indirect-segments N  feature-max-indirect-segments, 0..256 (default 256)
       --no-persistent-grants  do not offer feature-persistent
       --direct-io             open file targets with O_DIRECT
+      --state-dir DIR         where snapshots are recorded so they survive restarts
+                              (default /var/lib/xbbd; "none" to keep nothing)
+      --fault-injection       put a fault-injection layer on every disk, switched
+                              per device with `xbbctl fault` (off until then)
       --log-level LEVEL       trace, debug, info (default), warn, error
   -h, --help                  this text
 
@@ -69,12 +75,25 @@ namespace xbb::tools {
 
 int xbbd_main(int argc, char** argv, const Adapters& adapters) {
   backend::DaemonConfig config;
+  config.options.state_dir = "/var/lib/xbbd";
   config.options.vbd.max_queues = std::max(1u, std::thread::hardware_concurrency());
   std::string config_path;
   bool config_given = false;
   std::optional<std::string> vdev;
 
-  enum { kBackendType = 256, kScript, kAll, kMaxQueues, kMaxOrder, kMaxIndirect, kNoPersistent, kDirectIo, kLogLevel };
+  enum {
+    kBackendType = 256,
+    kScript,
+    kAll,
+    kMaxQueues,
+    kMaxOrder,
+    kMaxIndirect,
+    kNoPersistent,
+    kDirectIo,
+    kLogLevel,
+    kStateDir,
+    kFaultInjection
+  };
   static const option long_options[] = {
       {"domain", required_argument, nullptr, 'd'},
       {"vdev", required_argument, nullptr, 'v'},
@@ -89,6 +108,8 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
       {"no-persistent-grants", no_argument, nullptr, kNoPersistent},
       {"direct-io", no_argument, nullptr, kDirectIo},
       {"log-level", required_argument, nullptr, kLogLevel},
+      {"state-dir", required_argument, nullptr, kStateDir},
+      {"fault-injection", no_argument, nullptr, kFaultInjection},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0}};
 
@@ -125,6 +146,8 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
       case kNoPersistent: error = config.set("persistent-grants", "0"); break;
       case kDirectIo: error = config.set("direct-io", "1"); break;
       case kLogLevel: error = config.set("log-level", optarg); break;
+      case kStateDir: error = config.set("state-dir", std::string(optarg) == "none" ? "" : optarg); break;
+      case kFaultInjection: error = config.set("fault-injection", "1"); break;
       case 'h': std::cout << kUsage; return 0;
       default: usage_error("unknown option");
     }
@@ -144,6 +167,9 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
                                         : "/run/xbbd/xbbd.sock";
   }
   if (config.options.control_socket == "none") config.options.control_socket.clear();
+  if (!config.options.state_dir.empty() && ::mkdir(config.options.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    usage_error("cannot create the state directory " + config.options.state_dir + ": " + std::strerror(errno));
+  }
   if (!config.options.control_socket.empty()) {
     const auto dir = config.options.control_socket.substr(0, config.options.control_socket.rfind('/'));
     if (!dir.empty()) ::mkdir(dir.c_str(), 0700);

@@ -21,6 +21,14 @@ Commands:
   set DEVICE NAME VALUE     change a tunable (no_coalesce_reqs, disable_flush,
                             flush_interval, max_list_segments)
   detach DEVICE             close the device (the frontend is told) and release it
+  snapshot create DEVICE STORE [CLUSTER_SIZE]
+                            take a point-in-time snapshot of a live disk into the
+                            file STORE (must not exist; cluster size default 65536)
+  snapshot list [DEVICE]    snapshots, with how much has been copied
+  snapshot delete DEVICE ID|STORE [--delete-store]
+  fault DEVICE SPEC         fault injection (xbbd started with --fault-injection):
+                            off | rate=N[,ops=read+write+flush+discard][,seed=S][,latency=MIN[-MAX]]
+                            (N failures per 10000 requests; latency in us, or ms suffix)
 
 DEVICE is DOMID/VDEV, e.g. 3/xvda or 3/51712.
 
@@ -119,6 +127,35 @@ int main(int argc, char** argv) {
   } else if (command == "detach") {
     need(2, "detach DEVICE");
     request["device"] = args[1];
+  } else if (command == "fault") {
+    need(3, "fault DEVICE SPEC");
+    request["device"] = args[1];
+    request["spec"] = args[2];
+  } else if (command == "snapshot") {
+    const std::string sub = args.size() > 1 ? args[1] : "";
+    if (sub == "create") {
+      if (args.size() != 4 && args.size() != 5) need(0, "snapshot create DEVICE STORE [CLUSTER_SIZE]");
+      request = {{"command", "snapshot-create"}, {"device", args[2]}, {"store", args[3]}};
+      if (args.size() == 5) {
+        try {
+          request["cluster_size"] = static_cast<uint32_t>(std::stoul(args[4]));
+        } catch (const std::exception&) {
+          std::cerr << "xbbctl: cluster size '" << args[4] << "' is not a number\n";
+          return 2;
+        }
+      }
+    } else if (sub == "list") {
+      if (args.size() > 3) need(0, "snapshot list [DEVICE]");
+      request = {{"command", "snapshot-list"}};
+      if (args.size() == 3) request["device"] = args[2];
+    } else if (sub == "delete") {
+      const bool delete_store = args.size() == 5 && args[4] == "--delete-store";
+      if (args.size() != 4 && !delete_store) need(0, "snapshot delete DEVICE ID|STORE [--delete-store]");
+      request = {{"command", "snapshot-delete"}, {"device", args[2]}, {"snapshot", args[3]}, {"delete_store", delete_store}};
+    } else {
+      std::cerr << "xbbctl: usage: xbbctl snapshot create|list|delete ...\n";
+      return 2;
+    }
   } else {
     std::cerr << "xbbctl: unknown command '" << command << "'\n" << kUsage;
     return 2;
@@ -139,8 +176,23 @@ int main(int argc, char** argv) {
     std::cerr << "xbbctl: " << answer.value("error", std::string("failed")) << "\n";
     return 1;
   }
-  if (command == "list") print_list(answer);
-  else if (command == "stats") print_stats(answer);
-  else std::cout << "ok\n";
+  if (command == "list") {
+    print_list(answer);
+  } else if (command == "stats") {
+    print_stats(answer);
+  } else if (request["command"] == "snapshot-list") {
+    fmt::print("{:<12} {:<36} {:>8} {:>14} {:<7} {}\n", "DEVICE", "ID", "CLUSTER", "COPIED", "STATE", "STORE");
+    for (const auto& s : answer["snapshots"]) {
+      fmt::print("{:<12} {:<36} {:>8} {:>14} {:<7} {}\n", s.value("origin", ""), s.value("id", ""),
+                 s.value("cluster_size", 0),
+                 fmt::format("{}/{}", s.value("copied_clusters", 0), s.value("cluster_count", 0)),
+                 s.value("valid", false) ? "valid" : "INVALID", s.value("store", ""));
+      if (!s.value("valid", false)) fmt::print("    {}\n", s.value("invalid_reason", ""));
+    }
+  } else if (request["command"] == "snapshot-create") {
+    fmt::print("snapshot {} taken into {}\n", answer["snapshot"].value("id", ""), answer["snapshot"].value("store", ""));
+  } else {
+    std::cout << "ok\n";
+  }
   return 0;
 }
