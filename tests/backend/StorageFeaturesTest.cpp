@@ -39,7 +39,7 @@ std::vector<std::byte> read_sectors(frontend::SoftBlkfront& disk, uint64_t secto
   return out;
 }
 
-constexpr uint32_t kXvda = 51712, kXvdb = 51728;
+constexpr uint32_t kXvda = 51712;
 
 TEST(Snapshots, TakenLiveServedToAnotherGuestListedAndDeleted) {
   TempDir dir;
