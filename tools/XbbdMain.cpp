@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -167,12 +168,15 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
                                         : "/run/xbbd/xbbd.sock";
   }
   if (config.options.control_socket == "none") config.options.control_socket.clear();
-  if (!config.options.state_dir.empty() && ::mkdir(config.options.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    usage_error("cannot create the state directory " + config.options.state_dir + ": " + std::strerror(errno));
+  if (!config.options.state_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(config.options.state_dir, ec);
+    if (ec) usage_error("cannot create the state directory " + config.options.state_dir + ": " + ec.message());
   }
   if (!config.options.control_socket.empty()) {
-    const auto dir = config.options.control_socket.substr(0, config.options.control_socket.rfind('/'));
-    if (!dir.empty()) ::mkdir(dir.c_str(), 0700);
+    const auto dir = std::filesystem::path(config.options.control_socket).parent_path();
+    std::error_code ec;
+    if (!dir.empty() && std::filesystem::create_directories(dir, ec)) std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
   }
   spdlog::set_level(config.log_level);
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
