@@ -93,6 +93,7 @@ QueueWorker::QueueWorker(QueueSetup setup)
   for (size_t i = lists_.size(); i-- > 0;) free_lists_.push_back(static_cast<uint32_t>(i));
   copy_batch_.reserve(ring::kMaxSegments * 4);
   completions_.resize(64);
+  mapped_pages_.store(setup_.ring_pages, std::memory_order_relaxed);
   if (setup_.persistent_grants) {
     persistent_ = std::make_unique<PersistentGrants>(*setup_.grants, setup_.frontend, setup_.persistent_grant_capacity);
   }
@@ -116,9 +117,23 @@ QueueWorker::QueueWorker(QueueSetup setup)
 QueueWorker::~QueueWorker() {
   request_stop();
   join();
+  release_guest_resources();
+}
+
+// Unmapping a thousand persistent grants is a thousand hypercalls: done on
+// the worker's own thread as it exits, so the control thread never waits
+// for it (a frontend closing another disk must get its answer at once).
+void QueueWorker::release_guest_resources() {
   persistent_.reset();
-  if (setup_.events) setup_.events->unbind(setup_.port);
-  if (setup_.ring_address != nullptr) setup_.grants->unmap(setup_.ring_address, setup_.ring_pages);
+  if (setup_.events && setup_.port_bound) {
+    setup_.events->unbind(setup_.port);
+    setup_.port_bound = false;
+  }
+  if (setup_.ring_address != nullptr) {
+    setup_.grants->unmap(setup_.ring_address, setup_.ring_pages);
+    setup_.ring_address = nullptr;
+  }
+  mapped_pages_.store(0, std::memory_order_relaxed);
 }
 
 void QueueWorker::start() { thread_ = std::thread([this] { run(); }); }
@@ -145,7 +160,7 @@ void QueueWorker::set_tunables(const Tunables& tunables) {
   [[maybe_unused]] auto rc = ::write(wakeup_.get(), &one, sizeof one);
 }
 
-size_t QueueWorker::mapped_pages() const { return setup_.grants->mapped_pages(); }
+size_t QueueWorker::mapped_pages() const { return mapped_pages_.load(std::memory_order_relaxed); }
 
 void QueueWorker::handle_commands() {
   uint64_t count;
@@ -184,6 +199,7 @@ void QueueWorker::run() {
     }
   }
   push_responses();
+  release_guest_resources();
   spdlog::debug("{}: worker stopped", setup_.name);
   stopped_.store(true, std::memory_order_release);
   if (setup_.notify_control) setup_.notify_control(setup_.index, QueueEvent::Stopped);
@@ -351,6 +367,7 @@ bool QueueWorker::prepare_segments(Slot& slot) {
     if (persistent_) {
       bool map_failed = false;
       auto* page = static_cast<std::byte*>(persistent_->lookup_or_map(req.segments[i].gref, map_failed));
+      mapped_pages_.store(setup_.ring_pages + persistent_->size(), std::memory_order_relaxed);
       if (map_failed) {
         slot.failed = true;
         return true;

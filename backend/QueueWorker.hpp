@@ -37,6 +37,7 @@ struct QueueSetup {
   std::unique_ptr<ports::GrantTable> grants;
   std::unique_ptr<ports::EventChannel> events;
   ports::EvtchnPort port = 0;             // our bound local port
+  bool port_bound = true;
   void* ring_address = nullptr;           // mapped through `grants`, unmapped by the worker
   size_t ring_pages = 0;
   ring::Abi abi = ring::Abi::Native;
@@ -73,6 +74,7 @@ class QueueWorker {
   enum class BarrierPhase : uint8_t { None, Draining, PreFlush, Write, PostFlush };
 
   void run();
+  void release_guest_resources();
   void handle_commands();
   void handle_event_channel();
   void consume_ring();
@@ -125,6 +127,7 @@ class QueueWorker {
   std::optional<Tunables> new_tunables_; // guarded by command_mutex_
   bool stopping_ = false;                // worker-thread copy
   std::atomic<bool> stopped_{false};
+  std::atomic<size_t> mapped_pages_{0};  // ring + persistent grants, for statistics
   std::thread thread_;
 };
 

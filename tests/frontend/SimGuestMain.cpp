@@ -5,14 +5,21 @@
 //   ack SECTOR                a write of 8 sectors at SECTOR was acknowledged
 //   verified N                (mode cycle) N reads matched what was written
 //   closed                    (mode cycle) the disk was closed cleanly
+//   round N                   (mode verify) N rounds were written and verified
 // Modes: "writer" writes pattern pages forever (until killed); "cycle" writes,
-// reads back, verifies and closes, then exits 0.
+// reads back, verifies and closes, then exits 0; "verify" keeps a ring's worth
+// of writes, then of reads, in flight round after round, checking every read
+// against what the round wrote, forever (until killed). Exit status: 3 an I/O
+// error response, 4 data that does not match, 5 backend protocol violations.
 //
 // usage: xbb_sim_guest STORE_SOCKET BROKER_SOCKET DOMID DEVID MODE
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <map>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -22,10 +29,69 @@
 #include "tests/frontend/SimParts.hpp"
 #include "tests/frontend/SoftBlkfront.hpp"
 
+namespace {
+
+// Submits every request (retrying while the rings are full) and returns the
+// completions by handle once all of them are answered.
+std::map<uint64_t, xbb::frontend::BlkCompletion> run_batch(xbb::frontend::SoftBlkfront& disk,
+                                                           const std::vector<xbb::frontend::BlkRequest>& batch,
+                                                           std::vector<uint64_t>& handles) {
+  std::map<uint64_t, xbb::frontend::BlkCompletion> done;
+  handles.clear();
+  for (const auto& request : batch) {
+    for (;;) {
+      if (auto handle = disk.submit(request)) {
+        handles.push_back(*handle);
+        break;
+      }
+      for (auto& c : disk.poll(std::chrono::milliseconds(1000))) done.emplace(c.handle, std::move(c));
+    }
+  }
+  while (done.size() < batch.size()) {
+    auto completions = disk.poll(disk.config().timeout);
+    if (completions.empty()) throw std::runtime_error("the backend stopped answering");
+    for (auto& c : completions) done.emplace(c.handle, std::move(c));
+  }
+  return done;
+}
+
+int verify_forever(xbb::frontend::SoftBlkfront& disk, xbb::xs::DomId domid) {
+  using xbb::frontend::BlkRequest;
+  const size_t depth = disk.queue_depth();
+  const uint64_t span = disk.backend().sectors;
+  if (span < depth * 8) throw std::runtime_error("disk too small for a ring's worth of pages");
+  std::vector<uint64_t> handles;
+  for (uint64_t round = 1;; ++round) {
+    std::vector<BlkRequest> writes(depth), reads(depth);
+    for (size_t i = 0; i < depth; ++i) {
+      writes[i].kind = BlkRequest::Kind::Write;
+      writes[i].sector = i * 8;
+      writes[i].data = xbb::frontend::pattern(domid, i * 8, 8, round);
+      reads[i].kind = BlkRequest::Kind::Read;
+      reads[i].sector = i * 8;
+      reads[i].sectors = 8;
+    }
+    for (auto& [handle, c] : run_batch(disk, writes, handles)) {
+      if (c.status != 0) return 3;
+    }
+    auto done = run_batch(disk, reads, handles);
+    for (size_t i = 0; i < depth; ++i) {
+      const auto& c = done.at(handles[i]);
+      if (c.status != 0) return 3;
+      if (c.data != writes[i].data) return 4;
+    }
+    if (!disk.violations().empty()) return 5;
+    std::printf("round %llu\n", static_cast<unsigned long long>(round));
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace xbb;
   if (argc != 6) {
-    std::fprintf(stderr, "usage: %s STORE_SOCKET BROKER_SOCKET DOMID DEVID writer|cycle\n", argv[0]);
+    std::fprintf(stderr, "usage: %s STORE_SOCKET BROKER_SOCKET DOMID DEVID writer|cycle|verify\n", argv[0]);
     return 2;
   }
   spdlog::set_level(spdlog::level::warn);
@@ -67,6 +133,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
       return disk.violations().empty() ? 0 : 5;
     }
+    if (mode == "verify") return verify_forever(disk, domid);
     std::fprintf(stderr, "unknown mode %s\n", mode.c_str());
     return 2;
   } catch (const std::exception& e) {

@@ -1,0 +1,436 @@
+// The whole daemon across process boundaries, as in production: a guest that
+// is a separate process and gets SIGKILLed mid-I/O, and xbbd itself as a
+// separate process (xbbd-sim) that is stopped with a real SIGTERM while
+// writes are in flight and inspected with the real xbbctl binary.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "backend/ControlServer.hpp"
+#include "tests/backend/CrossProcessChild.hpp"
+#include "tests/backend/CrossProcessDaemon.hpp"
+#include "tests/backend/DaemonHarness.hpp"
+#include "tests/frontend/Pattern.hpp"
+#include "tests/sim/guestmem/SimGuestMemory.hpp"
+
+namespace xbb::backendtest {
+namespace {
+
+using frontend::BlkCompletion;
+using frontend::BlkRequest;
+using frontend::VbdSpec;
+using xs::XenbusState;
+using Clock = std::chrono::steady_clock;
+
+// Only guards against hanging forever when something is broken; nothing here
+// depends on how fast anything is.
+constexpr auto kHangGuard = 20s;
+
+size_t count_entries(const char* dir) {
+  size_t n = 0;
+  if (DIR* d = ::opendir(dir)) {
+    while (dirent* e = ::readdir(d))
+      if (e->d_name[0] != '.') ++n;
+    ::closedir(d);
+  }
+  return n;
+}
+size_t open_fds() { return count_entries("/proc/self/fd") - 1; }  // minus opendir's own
+size_t threads() { return count_entries("/proc/self/task"); }
+
+// Inodes of the simulated guests' memory memfds mapped into this process.
+std::set<unsigned long> mapped_guest_memory() {
+  std::set<unsigned long> inodes;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.find("memfd:xbb-sim-guest-memory") == std::string::npos) continue;
+    std::istringstream fields(line);
+    std::string range, perms, offset, device;
+    unsigned long inode = 0;
+    if (fields >> range >> perms >> offset >> device >> inode) inodes.insert(inode);
+  }
+  return inodes;
+}
+
+// Polls `done` until it holds or kHangGuard passes.
+template <class Pred>
+bool eventually(Pred done) {
+  const auto deadline = Clock::now() + kHangGuard;
+  while (!done()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+class CrossProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/xbb-xproc-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    dir_ = dir;
+  }
+  void TearDown() override {
+    for (const char* name : {"store.sock", "broker.sock"}) ::unlink((dir_ + "/" + name).c_str());
+    ::rmdir(dir_.c_str());
+  }
+  std::string dir_;
+};
+
+// Verified rounds of I/O by an in-process guest on its own thread, until stopped.
+class BackgroundVerifier {
+ public:
+  BackgroundVerifier(frontend::SoftBlkfront& disk, xs::DomId writer) : thread_([this, &disk, writer] {
+    for (uint64_t generation = 1; !stop_; ++generation) {
+      for (uint64_t i = 0; i < 8; ++i) {
+        if (disk.write(i * 8, frontend::pattern(writer, i * 8, 8, generation)) != 0) {
+          failure_ = "write failed in round " + std::to_string(generation);
+          failed_ = true;
+          return;
+        }
+      }
+      std::vector<std::byte> out(8 * 512);
+      for (uint64_t i = 0; i < 8; ++i) {
+        if (disk.read(i * 8, out) != 0 || out != frontend::pattern(writer, i * 8, 8, generation)) {
+          failure_ = "read-back mismatch in round " + std::to_string(generation);
+          failed_ = true;
+          return;
+        }
+      }
+      rounds_ = generation;
+    }
+  }) {}
+  ~BackgroundVerifier() { finish(); }
+
+  uint64_t rounds() const { return rounds_; }
+  bool failed() const { return failed_; }
+  // Stops and returns the first failure ("" when every round verified).
+  std::string finish() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    return failure_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> rounds_{0};
+  std::atomic<bool> failed_{false};
+  std::string failure_;  // written by the thread, read after join
+  std::thread thread_;
+};
+
+TEST_F(CrossProcessTest, GuestProcessKilledMidIoIsReleasedWhileAnotherGuestKeepsServing) {
+  auto options = default_options();
+  options.vbd.fault_injection = true;  // to hold the victim's I/O in the daemon (latency)
+  DaemonHarness h(options);
+  const std::string store_socket = dir_ + "/store.sock", broker_socket = dir_ + "/broker.sock";
+  h.world().serve(store_socket, broker_socket);
+
+  auto good_guest = h.world().add_guest(12);
+  VbdSpec good_spec;
+  good_spec.domid = 12;
+  h.toolstack().add_vbd(good_spec);
+  auto good = good_guest->disk(good_spec.devid);
+  ASSERT_NO_THROW(good->connect());
+  struct stat good_memory {};
+  ASSERT_EQ(::fstat(good_guest->memory().memory_fd(), &good_memory), 0);
+
+  BackgroundVerifier verifier(*good, 12);
+  ASSERT_TRUE(eventually([&] { return verifier.rounds() > 0; })) << "the in-process guest makes no progress";
+  const size_t fds_before = open_fds(), threads_before = threads();
+
+  // The guest process: its own memory, joined through the broker, its own
+  // xenstore connection, a file-backed disk so io_uring I/O is in flight.
+  TempFile file(16ull << 20);
+  h.toolstack().create_domain(21);
+  VbdSpec spec;
+  spec.domid = 21;
+  spec.target = file.path();
+  h.toolstack().add_vbd(spec);
+  unsigned long victim_memory = 0;
+  {
+    CrossProcessChild guest({XBB_SIM_GUEST_PATH, store_socket, broker_socket, "21", std::to_string(spec.devid),
+                             "verify"});
+    ASSERT_EQ(guest.read_line(kHangGuard), "connected");
+    // Rounds of a ring's worth of writes then reads, each verified in the guest.
+    ASSERT_EQ(guest.read_line(kHangGuard), "round 1");
+    // From now on every request of the victim spends 20-40 ms in storage, so
+    // the daemon holds a ring's worth of them whenever we look.
+    auto answer = h.command({{"command", "fault"}, {"device", "21/51712"}, {"spec", "rate=0,latency=20ms-40ms"}});
+    ASSERT_TRUE(answer.value("ok", false)) << answer.dump();
+    for (int round = 2; round <= 3; ++round) ASSERT_EQ(guest.read_line(kHangGuard), "round " + std::to_string(round));
+    nlohmann::json stats;
+    ASSERT_TRUE(eventually([&] {
+      stats = h.device_stats("21/51712");
+      return !stats.is_null() && stats["stats"]["in_flight"].get<uint64_t>() > 0;
+    })) << stats.dump();
+    EXPECT_GT(stats["mapped_grant_pages"].get<uint64_t>(), 0u);
+    auto mapped = mapped_guest_memory();
+    mapped.erase(good_memory.st_ino);
+    ASSERT_EQ(mapped.size(), 1u) << "expected exactly the guest process's memory mapped besides ours";
+    victim_memory = *mapped.begin();
+
+    // Killed with requests in flight in the daemon (their storage latency
+    // runs out only after the domain is gone).
+    ASSERT_TRUE(guest.send(SIGKILL));
+    auto status = guest.wait(kHangGuard);
+    ASSERT_TRUE(status.has_value());
+    EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL)
+        << "the guest process ended on its own (" << describe_status(*status) << "): 3 = I/O error, 4 = bad data";
+  }
+  // The broker saw the connection drop and destroyed the domain; then the
+  // toolstack does what libxl does after `xl destroy`.
+  ASSERT_TRUE(h.world().wait_domain_gone(21, kHangGuard));
+  h.toolstack().destroy_domain(21, /*remove_nodes=*/true);
+  ASSERT_TRUE(eventually([&] { return h.device_count() == 1; })) << h.command({{"command", "list"}}).dump();
+  EXPECT_TRUE(h.device_stats("21/51712").is_null());
+  EXPECT_FALSE(h.device_stats("12/51712").is_null());
+
+  // Every grant of the dead guest unmapped: no page of its memory is mapped
+  // in this process any more (the daemon's maps and the hypervisor's own).
+  EXPECT_TRUE(eventually([&] { return mapped_guest_memory().count(victim_memory) == 0; }))
+      << "the dead guest's memory is still mapped";
+
+  // The other guest kept serving throughout, and still does.
+  const uint64_t rounds_at_release = verifier.rounds();
+  EXPECT_TRUE(eventually([&] { return verifier.rounds() >= rounds_at_release + 3 || verifier.failed(); }));
+  EXPECT_EQ(verifier.finish(), "");
+  EXPECT_TRUE(good->violations().empty());
+
+  // Nothing of the dead guest's device is left: its worker threads, rings,
+  // event channels, grant handles and the broker's and store's connections.
+  EXPECT_TRUE(eventually([&] { return threads() < threads_before; }))
+      << threads() << " threads, " << threads_before << " before (the verifier thread has ended since)";
+  EXPECT_TRUE(eventually([&] { return open_fds() <= fds_before; }))
+      << open_fds() << " fds open, " << fds_before << " before the guest process started";
+}
+
+// xbbd-sim logged no error or warning (a grant handle closed with pages still
+// mapped, a failed unbind, a store error during shutdown...) besides the
+// warning that fault injection, which the test asked for, is on.
+void expect_clean_log(const std::string& log) {
+  std::istringstream lines(log);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.find(" warning ") != std::string::npos && line.find(": fault injection ") != std::string::npos) continue;
+    EXPECT_TRUE(line.find(" error ") == std::string::npos && line.find(" warning ") == std::string::npos &&
+                line.find("still mapped") == std::string::npos)
+        << line;
+  }
+}
+
+// Keeps a FILE-backed disk busy with writes to fresh sectors, records the
+// acknowledged ones, and checks them against the file afterwards.
+struct AcknowledgedWrites {
+  AcknowledgedWrites(frontend::SoftBlkfront& d, uint64_t sectors) : disk(d), limit(sectors) {}
+  frontend::SoftBlkfront& disk;
+  uint64_t limit;  // sectors available
+  uint64_t next_sector = 0;
+  std::map<uint64_t, uint64_t> sector_of;  // handle -> sector
+  std::vector<uint64_t> acked;
+  size_t failed = 0;
+
+  std::vector<std::byte> data(uint64_t sector) const { return frontend::pattern(7, sector, 8, 0); }
+  void submit_while_room() {
+    while (next_sector + 8 <= limit) {
+      BlkRequest r;
+      r.kind = BlkRequest::Kind::Write;
+      r.sector = next_sector;
+      r.data = data(next_sector);
+      auto handle = disk.submit(r);
+      if (!handle) return;
+      sector_of[*handle] = next_sector;
+      next_sector += 8;
+    }
+  }
+  size_t collect(std::chrono::milliseconds timeout) {
+    auto done = disk.poll(timeout);
+    for (const BlkCompletion& c : done) {
+      if (c.status == 0) {
+        acked.push_back(sector_of.at(c.handle));
+      } else {
+        ++failed;
+      }
+    }
+    return done.size();
+  }
+};
+
+TEST(CrossProcessDaemonTest, SigtermWithWritesInFlightExitsCleanlyAndKeepsAcknowledgedWrites) {
+  TempFile file(64ull << 20);
+  CrossProcessDaemon xbbd(XBBD_SIM_PATH, {"--max-queues", "2"}, "fault-injection = 1");
+  auto guest = xbbd.add_guest(7);
+  VbdSpec spec;
+  spec.domid = 7;
+  spec.target = file.path();
+  xbbd.toolstack().add_vbd(spec);
+  frontend::FrontendConfig config;
+  config.queues = 2;
+  config.ring_page_order = 1;
+  auto disk = guest->disk(spec.devid, config);
+  ASSERT_NO_THROW(disk->connect()) << xbbd.log();
+
+  // Every write spends 5-15 ms in storage, so the daemon really holds the
+  // writes in flight when the signal arrives.
+  auto answer = backend::control_request(xbbd.control_socket(),
+                                         {{"command", "fault"}, {"device", "7/xvda"}, {"spec", "rate=0,latency=5ms-15ms"}});
+  ASSERT_TRUE(answer.value("ok", false)) << answer.dump();
+
+  AcknowledgedWrites writes(*disk, (64ull << 20) / 512);
+  const auto deadline = Clock::now() + kHangGuard;
+  while (writes.acked.size() < 256 && Clock::now() < deadline) {
+    writes.submit_while_room();
+    writes.collect(1000ms);
+  }
+  ASSERT_GE(writes.acked.size(), 256u) << xbbd.log();
+  writes.submit_while_room();
+  nlohmann::json stats;
+  ASSERT_TRUE(eventually([&] {
+    stats = backend::control_request(xbbd.control_socket(), {{"command", "stats"}, {"device", "7/xvda"}});
+    return stats["devices"][0]["stats"]["in_flight"].get<uint64_t>() > 0;
+  })) << stats.dump();
+  const size_t in_flight_at_signal = disk->in_flight();
+  const size_t acked_before_signal = writes.acked.size();
+  ASSERT_TRUE(xbbd.process().send(SIGTERM));
+
+  // The guest carries on as a guest would (keeps the rings full while the
+  // backend is Connected) until xbbd-sim has exited.
+  std::optional<int> status;
+  const auto exit_deadline = Clock::now() + kHangGuard;
+  while (!(status = xbbd.process().wait(0ms)) && Clock::now() < exit_deadline) {
+    writes.collect(10ms);
+    if (disk->backend_state() == XenbusState::Connected) writes.submit_while_room();
+  }
+  if (!status) status = xbbd.process().wait(0ms);
+  ASSERT_TRUE(status.has_value()) << "xbbd-sim did not exit after SIGTERM:\n" << xbbd.log();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status) << "\n" << xbbd.log();
+  while (writes.collect(0ms) > 0) {
+  }
+  EXPECT_EQ(disk->backend_state(), XenbusState::Closing) << "xbbd answers Closing when it stops";
+  EXPECT_EQ(writes.failed, 0u) << "no write may fail because of a stop";
+  EXPECT_GT(in_flight_at_signal, 1u);
+  std::printf("SIGTERM with %zu writes in flight: %zu acknowledged before, %zu after; %zu never answered\n",
+              in_flight_at_signal, acked_before_signal, writes.acked.size() - acked_before_signal,
+              disk->in_flight());
+
+  expect_clean_log(xbbd.log());
+  std::ifstream in(file.path(), std::ios::binary);
+  size_t missing = 0;
+  for (uint64_t sector : writes.acked) {
+    std::vector<std::byte> got(8 * 512);
+    in.seekg(static_cast<std::streamoff>(sector * 512));
+    in.read(reinterpret_cast<char*>(got.data()), static_cast<std::streamsize>(got.size()));
+    if (got != writes.data(sector) && ++missing <= 5)
+      ADD_FAILURE() << "acknowledged write at sector " << sector << " is not in the file";
+  }
+  EXPECT_EQ(missing, 0u) << "of " << writes.acked.size() << " acknowledged writes";
+}
+
+// Runs the built xbbctl; returns its wait status and stdout.
+std::pair<int, std::string> xbbctl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{XBBCTL_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CrossProcessChild ctl(argv);
+  std::string out = ctl.read_all(kHangGuard);
+  auto status = ctl.wait(kHangGuard);
+  return {status.value_or(-1), out};
+}
+
+TEST(CrossProcessDaemonTest, XbbctlReportsTheIoIssued) {
+  CrossProcessDaemon xbbd(XBBD_SIM_PATH, {"--max-queues", "1"});
+  auto guest = xbbd.add_guest(6);
+  VbdSpec spec;
+  spec.domid = 6;
+  xbbd.toolstack().add_vbd(spec);
+  auto disk = guest->disk(spec.devid);
+  ASSERT_NO_THROW(disk->connect()) << xbbd.log();
+
+  // 12 writes of 4 KiB, 5 reads of 8 KiB, 2 flushes, one at a time.
+  for (uint64_t i = 0; i < 12; ++i) ASSERT_EQ(disk->write(i * 8, frontend::pattern(6, i * 8, 8, 0)), 0);
+  std::vector<std::byte> out(16 * 512);
+  for (uint64_t i = 0; i < 5; ++i) ASSERT_EQ(disk->read(i * 16, out), 0);
+  ASSERT_EQ(disk->flush(), 0);
+  ASSERT_EQ(disk->flush(), 0);
+
+  auto [status, text] = xbbctl({"--socket", xbbd.control_socket(), "--json", "stats"});
+  ASSERT_EQ(describe_status(status), "exit 0") << text;
+  auto answer = nlohmann::json::parse(text, nullptr, false);
+  ASSERT_FALSE(answer.is_discarded()) << "not JSON: " << text;
+  ASSERT_TRUE(answer.value("ok", false)) << text;
+  ASSERT_EQ(answer["devices"].size(), 1u) << text;
+  const auto& device = answer["devices"][0];
+  EXPECT_EQ(device.value("device", ""), "6/51712");
+  const auto& stats = device["stats"];
+  const auto& ops = stats["operations"];
+  EXPECT_EQ(ops["write"]["received"].get<uint64_t>(), 12u) << text;
+  EXPECT_EQ(ops["write"]["completed"].get<uint64_t>(), 12u);
+  EXPECT_EQ(ops["write"]["failed"].get<uint64_t>(), 0u);
+  EXPECT_EQ(ops["read"]["received"].get<uint64_t>(), 5u);
+  EXPECT_EQ(ops["read"]["completed"].get<uint64_t>(), 5u);
+  EXPECT_EQ(ops["flush"]["completed"].get<uint64_t>(), 2u);
+  EXPECT_EQ(stats["bytes_written"].get<uint64_t>(), 12u * 4096);
+  EXPECT_EQ(stats["bytes_read"].get<uint64_t>(), 5u * 8192);
+  EXPECT_EQ(stats["in_flight"].get<uint64_t>(), 0u);
+
+  auto [list_status, list] = xbbctl({"--socket", xbbd.control_socket(), "list"});
+  EXPECT_EQ(describe_status(list_status), "exit 0") << list;
+  EXPECT_NE(list.find("DEVICE"), std::string::npos) << list;
+  EXPECT_NE(list.find("6/51712"), std::string::npos) << list;
+  EXPECT_NE(list.find("xvda"), std::string::npos) << list;
+  EXPECT_NE(list.find("connected"), std::string::npos) << list;
+
+  // A device it does not serve: a clear error and a failure exit status.
+  auto [bad_status, bad] = xbbctl({"--socket", xbbd.control_socket(), "stats", "99/xvda"});
+  EXPECT_EQ(describe_status(bad_status), "exit 1") << bad;
+
+  ASSERT_TRUE(xbbd.process().send(SIGTERM));
+  auto exited = xbbd.process().wait(kHangGuard);
+  ASSERT_TRUE(exited.has_value()) << xbbd.log();
+  EXPECT_EQ(describe_status(*exited), "exit 0") << xbbd.log();
+  expect_clean_log(xbbd.log());
+}
+
+// Three processes, as on a real host: the toolstack's xenstore here, xbbd in
+// xbbd-sim, and the guest in xbb_sim_guest, which writes, reads back and
+// closes its disk; then the toolstack removes the device.
+TEST(CrossProcessDaemonTest, GuestProcessAgainstDaemonProcessWritesVerifiesAndCloses) {
+  CrossProcessDaemon xbbd(XBBD_SIM_PATH, {"--max-queues", "1"});
+  xbbd.toolstack().create_domain(8);
+  VbdSpec spec;
+  spec.domid = 8;
+  xbbd.toolstack().add_vbd(spec);
+  CrossProcessChild guest({XBB_SIM_GUEST_PATH, xbbd.store_socket(), xbbd.broker_socket(), "8",
+                           std::to_string(spec.devid), "cycle"});
+  EXPECT_EQ(guest.read_line(kHangGuard), "connected") << xbbd.log();
+  EXPECT_EQ(guest.read_line(kHangGuard), "verified 64") << xbbd.log();
+  EXPECT_EQ(guest.read_line(kHangGuard), "closed") << xbbd.log();
+  auto status = guest.wait(kHangGuard);
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(describe_status(*status), "exit 0") << "5 = backend protocol violations";
+  EXPECT_EQ(xbbd.toolstack().backend_state(8, spec.devid), XenbusState::Closed);
+  EXPECT_TRUE(xbbd.toolstack().remove_vbd(8, spec.devid, kHangGuard)) << xbbd.log();
+
+  ASSERT_TRUE(xbbd.process().send(SIGINT));
+  auto exited = xbbd.process().wait(kHangGuard);
+  ASSERT_TRUE(exited.has_value()) << xbbd.log();
+  EXPECT_EQ(describe_status(*exited), "exit 0") << xbbd.log();
+  expect_clean_log(xbbd.log());
+}
+
+}  // namespace
+}  // namespace xbb::backendtest
