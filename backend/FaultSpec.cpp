@@ -87,7 +87,9 @@ std::string to_string(const storage::FaultSettings& s) {
   if (s.fail_per_10000 == 0 && s.latency_max_us == 0) return "off";
   std::string ops;
   auto add = [&](storage::IoOp op, const char* name) {
-    if (s.applies_to(op)) ops += (ops.empty() ? "" : "+") + std::string(name);
+    if (!s.applies_to(op)) return;
+    if (!ops.empty()) ops += '+';
+    ops += name;
   };
   add(storage::IoOp::Read, "read");
   add(storage::IoOp::Write, "write");

