@@ -218,6 +218,9 @@ void Vbd::on_frontend_changed() {
   if (!state) {
     if (!host_.xs.directory(xs::kNoTransaction, frontend_)) {
       spdlog::info("{}: frontend {} vanished", key_, frontend_);
+      // libxl removes the frontend and then waits for state 6: answer it
+      // once the I/O in flight has drained, or it waits out its timeout.
+      closed_on_release_ = true;
       release();
     }
     return;
@@ -400,6 +403,7 @@ void Vbd::maybe_finish_closing() {
   workers_.clear();  // joins (already stopped), unbinds and unmaps
 
   if (phase_ == Phase::Releasing) {
+    if (closed_on_release_ && host_.xs.directory(xs::kNoTransaction, backend_)) set_state(XenbusState::Closed);
     phase_ = Phase::Released;
     spdlog::info("{}: released", key_);
     return;

@@ -139,6 +139,7 @@ class Vbd {
   std::vector<std::unique_ptr<QueueWorker>> workers_;
   StatsSnapshot retired_stats_;  // totals of workers already destroyed
   bool release_when_closed_ = false;
+  bool closed_on_release_ = false;  // write Closed once drained (the frontend vanished)
 };
 
 }  // namespace xbb::backend

@@ -97,6 +97,8 @@ TEST(Lifecycle, ReleasedWhenTheFrontendDirectoryVanishes) {
   h.toolstack().xs().rm(0, SimToolstack::frontend_path(3, spec.devid));
   for (int i = 0; i < 500 && h.device_count() != 0; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(h.device_count(), 0u);
+  // libxl waits for state 6 after removing the frontend: it must not time out.
+  EXPECT_TRUE(h.toolstack().wait_backend_state(3, spec.devid, XenbusState::Closed, 5s));
 }
 
 TEST(Lifecycle, ReleasedWhenTheDomainIsDestroyed) {

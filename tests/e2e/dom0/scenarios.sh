@@ -66,6 +66,15 @@ backend_leave() {
   return 0
 }
 
+# xl -v create; with XL_STAMP set every output line starts with the time it was read
+# ($EPOCHREALTIME: no fork per line, so the stamps do not slow xl down).
+xl_create() { # cfg
+  local l
+  [ -z "${XL_STAMP:-}" ] && { xl -v create "$1"; return; }
+  xl -v create "$1" 2>&1 | while IFS= read -r l; do printf '%s %s\n' "$EPOCHREALTIME" "$l"; done
+  return "${PIPESTATUS[0]}"
+}
+
 # Writes a config and starts a guest. $1 name, $2 small|fio, $3 job, $4 disk line, $5 extra args
 guest_create() {
   local name=$1 kind=$2 job=$3 disk=$4 mem=256 t0
@@ -84,7 +93,7 @@ on_crash = "destroy"
 EOF
   rm -f "$CON/guest-$name.log"
   t0=$(now)
-  if ! xl -v create "$CFG/$name.cfg" >>/lab/out/dom0/xl-create-$name.log 2>&1; then
+  if ! xl_create "$CFG/$name.cfg" >>/lab/out/dom0/xl-create-$name.log 2>&1; then
     log "xl create $name failed after $(elapsed "$t0") s (see dom0/xl-create-$name.log)"
     return 1
   fi
@@ -167,6 +176,21 @@ record_shutdown() { # name; after shutdown_guest
 }
 
 selected() { case " $SCENARIOS " in *" $1 "*) return 0 ;; esac; return 1; }
+# Which backend runs which scenario; tests/e2e/lab has the same table (its `applies`).
+# RAM targets and block-xbbd's target check exist only in xbbd; qdisk's discard goes through
+# QEMU's own file driver and is not what the lab is here to check.
+applies() { # backend scenario
+  case $2 in
+  roundtrip-ram | missing-target) [ "$1" = xbbd ] ;;
+  discard) [ "$1" != qdisk ] ;;
+  *) return 0 ;;
+  esac
+}
+wanted() { selected "$2" && applies "$1" "$2"; } # backend scenario
+# "PASS details" or "FAIL reason" from a check function -> one RESULT line.
+result_of() { # backend scenario "PASS|FAIL text"
+  result "$1" "$2" "${3%% *}" "${3#* }"
+}
 
 # md5 of all but the last sector (the guest keeps its boot counter there).
 body_md5() { head -c $(($(stat -c %s "$1") - 512)) "$1" | md5sum | cut -d' ' -f1; }
@@ -186,9 +210,60 @@ check_roundtrip() { # guest dev image want
   [ "$have" = "$wrote" ] || echo "$2: guest wrote md5 $wrote, dom0 reads $have"
 }
 
+# Discard on xvdd (a file dom0 filled with data): the guest discarded 4 MiB at 1 MiB and
+# flushed; the range must read back as zeros in the image, the image must hold fewer
+# allocated blocks, the bytes around the range must be untouched. Prints PASS/FAIL + text.
+check_discard() { # guest image blocks-before md5-outside-before
+  local l nz after outside
+  l=$(wait_console "$1" 'XBBG DISCARD ' 150) || { echo "FAIL guest never reported the discard"; return; }
+  [ "$(field "$l" rc)" = 0 ] ||
+    { echo "FAIL blkdiscard failed in the guest (rc $(field "$l" rc), discard_max_bytes $(field "$l" max))"; return; }
+  if [ "$(field "$l" sync)" != 0 ] || [ "$(field "$l" flush)" != 0 ]; then
+    echo "FAIL sync/flush failed in the guest (sync rc $(field "$l" sync), flush rc $(field "$l" flush))"
+    return
+  fi
+  [ "$(field "$l" ioerr)" = 0 ] ||
+    { echo "FAIL the guest's dmesg gained $(field "$l" ioerr) I/O error lines"; return; }
+  sync
+  nz=$(dd if="$2" bs=1M skip=1 count=4 2>/dev/null | tr -d '\000' | wc -c)
+  [ "$nz" = 0 ] || { echo "FAIL $nz non-zero bytes left in the discarded range of the image"; return; }
+  after=$(stat -c %b "$2")
+  [ "$after" -lt "$3" ] || { echo "FAIL the image still has $after allocated blocks (had $3)"; return; }
+  outside=$(outside_md5 "$2")
+  [ "$outside" = "$4" ] || { echo "FAIL the bytes outside the discarded range changed"; return; }
+  echo "PASS guest blkdiscard 4 MiB + sync + flush rc 0, no I/O error in its dmesg; dom0: range reads zeros, image blocks $3 -> $after (512 B units), rest unchanged"
+}
+outside_md5() { { head -c 1048576 "$1"; tail -c +$((5 * 1048576 + 1)) "$1"; } | md5sum | cut -d' ' -f1; }
+
+# RAM target xvde preloaded from an image (ram::IMAGE): dom0 -> guest is the guest's O_DIRECT
+# md5; guest -> dom0: the guest wrote 1 MiB of a fixed pattern at 1 MiB and re-read the disk
+# with O_DIRECT; dom0 predicts that md5 from its image, reads xbbd's byte counters and checks
+# that the image file itself never saw the write.
+check_ram() { # guest image md5-of-image
+  local l got want domid written
+  l=$(wait_console "$1" 'XBBG RAM-READ ' 150) || { echo "FAIL guest never reported reading the RAM disk"; return; }
+  [ "$(field "$l" size)" = "$(stat -c %s "$2")" ] ||
+    { echo "FAIL RAM disk is $(field "$l" size) bytes in the guest, the image $(stat -c %s "$2")"; return; }
+  [ "$(field "$l" md5)" = "$3" ] || { echo "FAIL guest read md5 $(field "$l" md5), dom0's image has $3"; return; }
+  l=$(wait_console "$1" 'XBBG RAM-WROTE ' 90) || { echo "FAIL guest never reported writing the RAM disk"; return; }
+  [ "$(field "$l" rc)" = 0 ] || { echo "FAIL the guest's O_DIRECT write failed (dd rc $(field "$l" rc))"; return; }
+  got=$(field "$l" md5)
+  want=$({ head -c 1048576 "$2"; yes XBBLAB-RAM-PATTERN | head -c 1048576; tail -c +$((2 * 1048576 + 1)) "$2"; } |
+    md5sum | cut -d' ' -f1)
+  [ "$got" = "$want" ] || { echo "FAIL guest re-read md5 $got after its write, dom0 predicts $want"; return; }
+  domid=$(xl domid "$1")
+  # Every object level has a bytes_written (per queue and the device total): the largest is the total.
+  written=$(xbbctl --json stats "$domid/xvde" 2>&1 | grep -o '"bytes_written": *[0-9]*' | grep -o '[0-9]*$' | sort -n | tail -n 1)
+  [ "${written:-0}" -ge 1048576 ] ||
+    { echo "FAIL xbbctl stats $domid/xvde shows ${written:-no} bytes written (guest wrote 1 MiB)"; return; }
+  [ "$(md5sum <"$2" | cut -d' ' -f1)" = "$3" ] || { echo "FAIL the guest's write reached the image file"; return; }
+  echo "PASS dom0 image -> guest O_DIRECT md5 match; guest 1 MiB O_DIRECT write -> guest re-read md5 = dom0's prediction; dom0: xbbctl stats bytes_written=$written, image file unchanged"
+}
+
 # The small guest's whole life on one backend: round trip on a file target (xvda) and a loop
-# device target (xvdb), block-attach/detach of xvdc, xl reboot, xl shutdown. One guest for
-# all of it keeps the lab fast: under TCG every boot costs tens of seconds.
+# device target (xvdb), discard on xvdd, a RAM target on xvde (xbbd), block-attach/detach of
+# xvdc, xl reboot, xl shutdown. One guest for all of it keeps the lab fast: under TCG every
+# boot costs tens of seconds.
 sc_lifecycle() {
   b=$1 name=life-$1 a=$IMG/life-a.img bimg=$IMG/life-b.img c=$IMG/life-c.img
   for f in "$a" "$bimg"; do
@@ -200,12 +275,32 @@ sc_lifecycle() {
   lo=$(losetup -f --show "$bimg") || lo=""
   hp=0
   selected attach-detach && hp=1
-  if [ -z "$lo" ] || ! guest_create "$name" small lifecycle \
-    "$(disk_line "$b" "$a" xvda)', '$(disk_line "$b" "$lo" xvdb)" "xbblab.hotplug=$hp"; then
-    for s in roundtrip-file roundtrip-loop attach-detach reboot; do
-      selected $s && result "$b" $s FAIL "xl create failed (or losetup)"
+  disks="$(disk_line "$b" "$a" xvda)', '$(disk_line "$b" "$lo" xvdb)"
+  ndisks=2 args="xbblab.hotplug=$hp"
+  # Discard image in dom0's /dev/shm (tmpfs: punching holes frees its blocks).
+  dimg=/dev/shm/life-d.img
+  if wanted "$b" discard; then
+    rm -f "$dimg"
+    dd if=/dev/urandom of="$dimg" bs=1M count=8 2>/dev/null
+    sync
+    d_blocks=$(stat -c %b "$dimg") d_outside=$(outside_md5 "$dimg")
+    disks="$disks', '$(disk_line "$b" "$dimg" xvdd)"
+    ndisks=$((ndisks + 1)) args="$args xbblab.discard=1"
+  fi
+  rimg=$IMG/life-ram.img
+  if wanted "$b" roundtrip-ram; then
+    rm -f "$rimg"
+    dd if=/dev/urandom of="$rimg" bs=1M count=4 2>/dev/null
+    r_md5=$(md5sum <"$rimg" | cut -d' ' -f1)
+    disks="$disks', '$(disk_line "$b" "ram::$rimg" xvde)"
+    ndisks=$((ndisks + 1)) args="$args xbblab.ram=1"
+  fi
+  if [ -z "$lo" ] || ! guest_create "$name" small lifecycle "$disks" "$args"; then
+    for s in roundtrip-file roundtrip-loop discard roundtrip-ram attach-detach reboot; do
+      wanted "$b" $s && result "$b" $s FAIL "xl create failed (or losetup)"
     done
     [ -n "$lo" ] && losetup -d "$lo"
+    rm -f "$dimg" "$rimg"
     return
   fi
 
@@ -215,6 +310,16 @@ sc_lifecycle() {
   why=$(check_roundtrip "$name" xvdb "$bimg" "$want_b")
   selected roundtrip-loop && result "$b" roundtrip-loop "$([ -z "$why" ] && echo PASS || echo FAIL)" \
     "${why:-dom0->guest and guest->dom0 md5 match on a loop device target}"
+  if wanted "$b" discard; then
+    out=$(check_discard "$name" "$dimg" "$d_blocks" "$d_outside")
+    result_of "$b" discard "$out"
+    [ "${out%% *}" = PASS ] || dump_guest "$name"
+  fi
+  if wanted "$b" roundtrip-ram; then
+    out=$(check_ram "$name" "$rimg" "$r_md5")
+    result_of "$b" roundtrip-ram "$out"
+    [ "${out%% *}" = PASS ] || dump_guest "$name"
+  fi
 
   if [ $hp = 1 ]; then
     dd if=/dev/urandom of="$c" bs=1M count=4 2>/dev/null
@@ -237,7 +342,7 @@ sc_lifecycle() {
         why="xl block-detach failed"
       elif ! wait_console "$name" 'XBBG XVDC-GONE' 90 >/dev/null; then
         why="xvdc still present in the guest after detach"
-      elif [ "$(xl block-list "$name" 2>/dev/null | awk 'NR > 1' | wc -l)" != 2 ]; then
+      elif [ "$(xl block-list "$name" 2>/dev/null | awk 'NR > 1' | wc -l)" != "$ndisks" ]; then
         why="xl block-list still shows xvdc"
       else
         sync
@@ -279,7 +384,38 @@ sc_lifecycle() {
 
   if shutdown_guest "$name" 90; then record_shutdown "$name" ok; else record_shutdown "$name" fail; fi
   losetup -d "$lo" 2>/dev/null
-  rm -f "$a" "$bimg"
+  rm -f "$a" "$bimg" "$dimg" "$rimg"
+}
+
+# A disk whose target does not exist: `xl create` must fail quickly (block-xbbd checks the
+# target before the guest starts) and say why; the daemon must survive it.
+sc_missing_target() {
+  local b=$1 name=missing-$1 t0 secs l split
+  rm -f "$IMG/no-such-disk.img" "/lab/out/dom0/xl-create-$name.log"
+  t0=$EPOCHREALTIME
+  if XL_STAMP=1 guest_create "$name" small idle "$(disk_line "$b" "$IMG/no-such-disk.img" xvda)"; then
+    result "$b" missing-target FAIL "xl create succeeded with a target that does not exist"
+    return
+  fi
+  secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')
+  l=$(grep -a -m1 'does not exist' "/lab/out/dom0/xl-create-$name.log" | tr -d '\r')
+  # Where the time went: building the domain (loading the guest kernel under TCG) up to the
+  # hotplug script's message, then libxl tearing the half-made domain down.
+  split="no block-xbbd message"
+  [ -n "$l" ] && split=$(echo "$l" | awk -v a="$t0" -v s="$secs" \
+    '{printf "block-xbbd failed at %.1f s, teardown took %.1f s", $1 - a, s - ($1 - a)}')
+  l=${l#* }
+  if awk -v s="$secs" 'BEGIN {exit !(s > 30)}'; then
+    result "$b" missing-target FAIL "xl create failed, but only after $secs s (limit 30 s; $split)"
+  elif [ -z "$l" ]; then
+    result "$b" missing-target FAIL "xl create failed after $secs s without block-xbbd's 'does not exist' (see dom0/xl-create-$name.log)"
+  elif domain_exists "$name"; then
+    result "$b" missing-target FAIL "xl create failed after $secs s but left the domain behind"
+  elif [ "$b" = xbbd ] && ! kill -0 "$XBBD_PID" 2>/dev/null; then
+    result "$b" missing-target FAIL "xl create failed after $secs s, and xbbd died"
+  else
+    result "$b" missing-target PASS "xl create failed after $secs s ($split): ${l#*block-xbbd: }"
+  fi
 }
 
 sc_fio_verify() {
@@ -359,7 +495,7 @@ run_all() {
     tb=$(now)
     SHUT_RECORD=
     if ! backend_enter "$b"; then
-      for s in $SCENARIOS; do result "$b" "$s" FAIL "backend $b could not be started in dom0"; done
+      for s in $SCENARIOS; do applies "$b" "$s" && result "$b" "$s" FAIL "backend $b could not be started in dom0"; done
       [ "$MODE" = bench ] && result "$b" bench FAIL "backend $b could not be started in dom0"
       backend_leave "$b"
       continue
@@ -369,8 +505,10 @@ run_all() {
       destroy_all_guests
       collect_logs
     else
+      # First: a failed create must leave the backend able to serve the guests after it.
+      wanted "$b" missing-target && run_scenario "$b" missing-target sc_missing_target "$b"
       if selected roundtrip-file || selected roundtrip-loop || selected attach-detach ||
-        selected reboot || selected shutdown; then
+        selected reboot || selected shutdown || wanted "$b" discard || wanted "$b" roundtrip-ram; then
         run_scenario "$b" lifecycle sc_lifecycle "$b"
       fi
       selected fio-verify && run_scenario "$b" fio-verify sc_fio_verify "$b"
