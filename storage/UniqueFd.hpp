@@ -1,5 +1,5 @@
-// Owns one file descriptor (storage keeps its own so it depends on nothing
-// above it in the layering).
+// Owns one file descriptor. The one definition for the whole project (it
+// lives at the bottom of the layering, so every module may include it).
 #pragma once
 
 #include <unistd.h>
@@ -23,6 +23,7 @@ class UniqueFd {
 
   int get() const { return fd_; }
   explicit operator bool() const { return fd_ >= 0; }
+  int release() { return std::exchange(fd_, -1); }
   void reset(int fd = -1) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = fd;
