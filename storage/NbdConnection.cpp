@@ -212,7 +212,10 @@ bool NbdConnection::issue_chunk(Request& request, uint64_t offset, uint64_t leng
   if (cookie != -1) return true;
   const int error = nbd_get_errno();
   spdlog::debug("nbd: '{}': cannot send a command: {}", target_.uri, nbd_last_error());
-  if (request.error == 0) request.error = error > 0 ? -error : -EIO;
+  // A connection that died under us is refused by libnbd with EINVAL ("invalid
+  // state"); to the caller that is a lost connection, as for requests in flight.
+  const bool lost = nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1;
+  if (request.error == 0) request.error = lost ? -ENOTCONN : (error > 0 ? -error : -EIO);
   return false;
 }
 
