@@ -480,15 +480,16 @@ void QueueWorker::dispatch_open_list(bool forced) {
   submit_list(l);
 }
 
-bool QueueWorker::copy_in(List& list) {
+// One batched grant copy for every bounced segment of a list; a child whose
+// segment failed is marked failed. Returns whether every segment succeeded.
+bool QueueWorker::copy_list(List& list, ports::GrantCopySegment::Direction direction) {
   copy_batch_.clear();
   for (uint32_t s = list.head; s != kNone; s = slots_[s].next) {
     const Slot& slot = slots_[s];
     for (unsigned i = 0; i < slot.req.nr_segments; ++i) {
       if (slot.bounce[i] == kNone) continue;
       const auto& seg = slot.req.segments[i];
-      copy_batch_.push_back({ports::GrantCopySegment::Direction::FromGuest, setup_.frontend, seg.gref,
-                             static_cast<uint16_t>(seg.first_sect * kSectorSize),
+      copy_batch_.push_back({direction, setup_.frontend, seg.gref, static_cast<uint16_t>(seg.first_sect * kSectorSize),
                              static_cast<uint16_t>(segment_bytes(seg)), slot.data[i], 0});
     }
   }
@@ -510,30 +511,9 @@ bool QueueWorker::copy_in(List& list) {
   return all_ok;
 }
 
-void QueueWorker::copy_out(List& list) {
-  copy_batch_.clear();
-  for (uint32_t s = list.head; s != kNone; s = slots_[s].next) {
-    const Slot& slot = slots_[s];
-    for (unsigned i = 0; i < slot.req.nr_segments; ++i) {
-      if (slot.bounce[i] == kNone) continue;
-      const auto& seg = slot.req.segments[i];
-      copy_batch_.push_back({ports::GrantCopySegment::Direction::ToGuest, setup_.frontend, seg.gref,
-                             static_cast<uint16_t>(seg.first_sect * kSectorSize),
-                             static_cast<uint16_t>(segment_bytes(seg)), slot.data[i], 0});
-    }
-  }
-  if (copy_batch_.empty()) return;
-  const bool batch_ok = setup_.grants->copy(copy_batch_) == 0;
-  size_t k = 0;
-  for (uint32_t s = list.head; s != kNone; s = slots_[s].next) {
-    Slot& slot = slots_[s];
-    for (unsigned i = 0; i < slot.req.nr_segments; ++i) {
-      if (slot.bounce[i] == kNone) continue;
-      if (!batch_ok || copy_batch_[k].status != 0) slot.failed = true;
-      ++k;
-    }
-  }
-}
+bool QueueWorker::copy_in(List& list) { return copy_list(list, ports::GrantCopySegment::Direction::FromGuest); }
+
+void QueueWorker::copy_out(List& list) { copy_list(list, ports::GrantCopySegment::Direction::ToGuest); }
 
 void QueueWorker::submit_list(uint32_t l) {
   List& list = lists_[l];

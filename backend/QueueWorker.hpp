@@ -86,6 +86,7 @@ class QueueWorker {
   void dispatch_open_list(bool forced);
   void submit_list(uint32_t list);
   void submit_singletons(uint32_t list);
+  bool copy_list(List& list, ports::GrantCopySegment::Direction direction);
   bool copy_in(List& list);
   void copy_out(List& list);
   void reap_storage();
