@@ -8,6 +8,9 @@ CON=/lab/out/console
 IMG=/var/lib/xen/images
 CFG=/lab/cfg
 mkdir -p "$CFG" "$IMG"
+# Images get their own tmpfs: the initramfs root is capped at half of dom0's memory and
+# already holds dom0's userland and the guest images, so a 256 MiB bench image filled it.
+mountpoint -q "$IMG" || mount -t tmpfs -o size=640m,mode=0755 tmpfs "$IMG"
 
 result() { # backend scenario PASS|FAIL details...
   b=$1 s=$2 st=$3
@@ -81,7 +84,7 @@ guest_create() {
   [ "$kind" = fio ] && mem=512 # the fio initramfs does not unpack in 256 MiB
   cat >"$CFG/$name.cfg" <<EOF
 name = "$name"
-kernel = "/lab/boot/vmlinuz"
+kernel = "/lab/boot/vmlinux"
 ramdisk = "/lab/boot/guest-$kind.cpio"
 extra = "console=hvc0 loglevel=7 xbblab.job=$job $5"
 memory = $mem
@@ -455,14 +458,47 @@ sc_shutdown() {
 }
 
 # One fio guest per backend on the same image; the host prints the table.
+# user + nice + system + irq + softirq of all dom0 CPUs, in clock ticks (USER_HZ: 100 on x86).
+dom0_busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
+
+# In demo mode xbbd's guest first runs the verified workload (guest/verify.fio).
 bench_backend() {
+  local verify=0 limit=$((BENCH_RUNTIME * 3 * 3 + 120)) v
   b=$1 name=bench-$1 img=$IMG/bench.img
-  [ -f "$img" ] || dd if=/dev/zero of="$img" bs=1M count=256 2>/dev/null
-  if ! guest_create "$name" fio bench "$(disk_line "$b" "$img" xvda)" "xbblab.runtime=$BENCH_RUNTIME"; then
+  [ "$MODE" = demo ] && [ "$b" = xbbd ] && verify=1 limit=$((limit + 300))
+  if [ ! -f "$img" ]; then
+    dd if=/dev/zero of="$img" bs=1M count=256 2>/dev/null || {
+      result "$b" bench FAIL "cannot create the 256 MiB image $img in dom0"
+      return
+    }
+  fi
+  if ! guest_create "$name" fio bench "$(disk_line "$b" "$img" xvda)" \
+    "xbblab.runtime=$BENCH_RUNTIME xbblab.verify=$verify"; then
+    [ $verify = 1 ] && result "$b" verify FAIL "xl create failed"
     result "$b" bench FAIL "xl create failed"
     return
   fi
-  if wait_console "$name" 'XBBG DONE' $((BENCH_RUNTIME * 3 * 3 + 120)) >/dev/null; then
+  if [ $verify = 1 ]; then
+    if v=$(wait_console "$name" 'XBBG VERIFY ' 400); then
+      v=${v#XBBG VERIFY }
+      case "$v" in
+      "rc=0 jobs_ok=5 "*) result "$b" verify PASS "fio wrote 35 MiB and read every block back, crc32c-checked (5 jobs: 512 B-1 MiB, random and sequential, O_DIRECT, QD 4-16) in $(field "$v" secs) s of guest time" ;;
+      *) result "$b" verify FAIL "fio verify: ${v% t=*}" ;;
+      esac
+    else
+      result "$b" verify FAIL "no verify result from the guest"
+    fi
+  fi
+  # dom0's busy CPU time while the fio jobs run: the backend's cost (plus xenconsoled and
+  # this script's polling, the same for every backend).
+  local c0="" t0 c1
+  if wait_console "$name" 'XBBG BENCH-START' "$limit" >/dev/null; then
+    c0=$(dom0_busy_ticks) t0=$(now)
+  fi
+  if wait_console "$name" 'XBBG DONE' "$limit" >/dev/null; then
+    c1=$(dom0_busy_ticks)
+    [ -n "$c0" ] && lab BENCHCPU "$b" "$(awk -v a="$c0" -v b="$c1" -v hz=100 'BEGIN {printf "%.1f", (b - a) / hz}')" "$(elapsed "$t0")"
+    [ "$b" = xbbd ] && xbbctl --json stats >/lab/out/dom0/xbbd-bench-stats.json 2>&1
     n=0
     for l in $(grep -a '^XBBG BENCH ' "$CON/guest-$name.log" | tr -d '\r' | awk '{print $3 ":" $4 ":" $5}'); do
       lab BENCH "$b" $(echo "$l" | tr ':' ' ')
@@ -496,11 +532,14 @@ run_all() {
     SHUT_RECORD=
     if ! backend_enter "$b"; then
       for s in $SCENARIOS; do applies "$b" "$s" && result "$b" "$s" FAIL "backend $b could not be started in dom0"; done
-      [ "$MODE" = bench ] && result "$b" bench FAIL "backend $b could not be started in dom0"
+      if [ "$MODE" != run ]; then
+        [ "$MODE" = demo ] && [ "$b" = xbbd ] && result "$b" verify FAIL "backend $b could not be started in dom0"
+        result "$b" bench FAIL "backend $b could not be started in dom0"
+      fi
       backend_leave "$b"
       continue
     fi
-    if [ "$MODE" = bench ]; then
+    if [ "$MODE" != run ]; then
       bench_backend "$b"
       destroy_all_guests
       collect_logs
