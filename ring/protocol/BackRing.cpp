@@ -28,6 +28,7 @@ BackRing::BackRing(void* ring, unsigned pages, Abi abi, uint32_t start_index)
   if (size_ == 0)
     throw std::invalid_argument("BackRing: ring page count must be 1.." +
                                 std::to_string(kMaxRingPages) + ", got " + std::to_string(pages));
+  unpublished_.reserve(size_);  // never more than a ring's worth owed
 }
 
 bool BackRing::refresh_producer() {
@@ -81,9 +82,7 @@ bool BackRing::push_response(uint64_t id, uint8_t wire_operation, int16_t status
     spdlog::error("blkif ring: response for id {} pushed with no request outstanding; dropped", id);
     return false;
   }
-  std::byte* slot = shared_.entries() + size_t(rsp_prod_pvt_ & (size_ - 1)) * entry_bytes_;
-  encode_response(abi_, Response{id, wire_operation, status},
-                  std::span<std::byte>(slot, response_bytes(abi_)));
+  unpublished_.push_back(Response{id, wire_operation, status});
   ++rsp_prod_pvt_;
   return true;
 }
@@ -91,6 +90,16 @@ bool BackRing::push_response(uint64_t id, uint8_t wire_operation, int16_t status
 bool BackRing::push_responses_and_check_notify() {
   const uint32_t old_prod = rsp_prod_pushed_;
   const uint32_t new_prod = rsp_prod_pvt_;
+  // Responses reach their slots only here, right before the index: a slot
+  // still holds its request until the moment the response is published, so
+  // a process killed in between leaves at most this loop's worth of slots
+  // rewritten for a successor that adopts the ring at rsp_prod.
+  uint32_t index = old_prod;
+  for (const Response& response : unpublished_) {
+    std::byte* slot = shared_.entries() + size_t(index++ & (size_ - 1)) * entry_bytes_;
+    encode_response(abi_, response, std::span<std::byte>(slot, response_bytes(abi_)));
+  }
+  unpublished_.clear();
   shared_.publish_rsp_prod(new_prod);  // release: responses before the index
   SharedRingIndices::full_barrier();   // index visible before reading rsp_event
   rsp_prod_pushed_ = new_prod;

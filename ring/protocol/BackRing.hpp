@@ -10,10 +10,12 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "ring/protocol/Abi.hpp"
 #include "ring/protocol/Availability.hpp"
 #include "ring/protocol/Request.hpp"
+#include "ring/protocol/Response.hpp"
 #include "ring/protocol/SharedRingIndices.hpp"
 
 namespace xbb::ring {
@@ -51,8 +53,8 @@ class BackRing {
   // returned must eventually get exactly one push_response().
   bool next_request(Request& out);
 
-  // Writes the response for the oldest unanswered slot (not yet visible to
-  // the guest). For an indirect request pass Request::wire_operation, which
+  // Records the response for the oldest unanswered slot; it is written into
+  // the ring by the next push_responses_and_check_notify(). For an indirect request pass Request::wire_operation, which
   // holds the indirect_op, as Linux expects. Returns false (and writes
   // nothing) when no consumed request is owed a response.
   bool push_response(uint64_t id, uint8_t wire_operation, int16_t status);
@@ -77,6 +79,7 @@ class BackRing {
   uint32_t rsp_prod_pvt_;
   uint32_t rsp_prod_pushed_;  // our last published rsp_prod, kept privately
   uint32_t req_prod_seen_;    // last validated producer index
+  std::vector<Response> unpublished_;  // [rsp_prod_pushed_, rsp_prod_pvt_), written at push time
   bool halted_ = false;
 };
 

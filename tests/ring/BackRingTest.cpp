@@ -120,6 +120,38 @@ TEST_P(BackRingTest, IndirectResponseCarriesTheInnerOperation) {
   EXPECT_EQ(rsp.operation, kOpRead);
 }
 
+// A successor process adopts a ring at the published rsp_prod and reads every
+// slot from there as a request, so no slot may hold a response before its
+// index is published.
+TEST_P(BackRingTest, ResponsesReachTheirSlotsOnlyWhenPublished) {
+  RingMemory mem(1, 0);
+  init_shared_ring(mem.data(), 1);
+  FrontRing front(mem.data(), 1, abi());
+  BackRing back(mem.data(), 1, abi());
+  for (uint64_t id = 0; id < 3; ++id) ASSERT_TRUE(front.push_request(full_pages_request(kOpWrite, 0x700 + id, id * 8, 1)));
+  front.push_requests_and_check_notify();
+  Request got[3];
+  for (auto& r : got) ASSERT_TRUE(back.next_request(r));
+  ASSERT_TRUE(back.push_response(got[0].id, got[0].wire_operation, kStatusOkay));
+  ASSERT_TRUE(back.push_response(got[1].id, got[1].wire_operation, kStatusOkay));
+
+  BackRing successor(mem.data(), 1, abi(), /*start_index=*/0);
+  for (uint64_t id = 0; id < 3; ++id) {
+    Request again;
+    ASSERT_TRUE(successor.next_request(again));
+    EXPECT_EQ(again.id, 0x700 + id) << "slot " << id << " must still hold its request";
+    EXPECT_EQ(again.sector_number, id * 8);
+  }
+
+  back.push_responses_and_check_notify();
+  Response rsp;
+  ASSERT_TRUE(front.next_response(rsp));
+  EXPECT_EQ(rsp.id, 0x700u);
+  ASSERT_TRUE(front.next_response(rsp));
+  EXPECT_EQ(rsp.id, 0x701u);
+  EXPECT_FALSE(front.next_response(rsp)) << "the third request was never answered";
+}
+
 TEST_P(BackRingTest, ResponsePaddingIsZeroed) {
   RingMemory mem(1, 0xAA);
   init_shared_ring(mem.data(), 1);
@@ -135,6 +167,7 @@ TEST_P(BackRingTest, ResponsePaddingIsZeroed) {
   auto slot = mem.slot(0, entry_bytes(abi()));
   std::memset(slot.data(), 0xAA, slot.size());
   ASSERT_TRUE(back.push_response(got.id, got.wire_operation, kStatusError));
+  back.push_responses_and_check_notify();
 
   const auto byte = [&](size_t i) { return std::to_integer<uint8_t>(slot[i]); };
   EXPECT_EQ(byte(8), kOpRead);
