@@ -132,10 +132,16 @@ void ControlServer::serve(int fd, const std::function<void(int, bool)>& watch) {
   }
 }
 
-nlohmann::json control_request(const std::string& socket_path, const nlohmann::json& request) {
+nlohmann::json control_request(const std::string& socket_path, const nlohmann::json& request,
+                               std::chrono::milliseconds timeout) {
   const auto addr = socket_address(socket_path);
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  if (timeout.count() > 0) {
+    const timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
     throw std::runtime_error("cannot connect to xbbd at " + socket_path + ": " + std::strerror(errno) +
                              (errno == ENOENT ? " (is xbbd running?)" : ""));
@@ -147,6 +153,8 @@ nlohmann::json control_request(const std::string& socket_path, const nlohmann::j
   while (answer.find('\n') == std::string::npos) {
     ssize_t n = ::recv(fd.get(), chunk, sizeof chunk, 0);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      throw std::runtime_error("xbbd at " + socket_path + " did not answer within " + std::to_string(timeout.count()) + " ms");
     if (n <= 0) throw std::runtime_error("xbbd closed the control connection without answering");
     answer.append(chunk, static_cast<size_t>(n));
   }

@@ -3,6 +3,7 @@
 // daemon's control loop; requests are small and answered immediately.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <string>
@@ -40,6 +41,9 @@ class ControlServer {
 
 // Client side, shared by xbbctl and the tests: sends one request, returns the
 // answer. Throws std::runtime_error with a readable message on failure.
-nlohmann::json control_request(const std::string& socket_path, const nlohmann::json& request);
+// A zero timeout waits as long as it takes; otherwise sending and each wait
+// for the answer give up after `timeout`.
+nlohmann::json control_request(const std::string& socket_path, const nlohmann::json& request,
+                               std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
 }  // namespace xbb::backend

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/ControlServer.hpp"
+#include "backend/DeviceDiscovery.hpp"
 #include "storage/SnapshotTarget.hpp"
 #include "xenstore/Vdev.hpp"
 
@@ -19,7 +20,7 @@ namespace {
 
 constexpr uint64_t kTagWakeup = 1;
 constexpr uint64_t kTagXenstore = 2;
-constexpr uint64_t kTagControlBase = 16;  // + fd
+constexpr uint64_t kTagControlBase = EpollSet::kControlTagBase;  // + fd
 const std::string kBackendsToken = "xbbd:backends";
 const std::string kReleaseToken = "xbbd:release-domain";
 const std::string kFrontendTokenPrefix = "xbbd:frontend:";
@@ -41,23 +42,14 @@ Daemon::Daemon(xs::XenStore& xs, ports::Hypervisor& hypervisor, DaemonOptions op
       if (it != vbds_.end()) fn(*it->second);
     });
   };
-  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   wakeup_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!epoll_ || !wakeup_) throw std::system_error(errno, std::generic_category(), "daemon: epoll/eventfd");
-  auto add = [&](int fd, uint64_t tag) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = tag;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-      throw std::system_error(errno, std::generic_category(), "daemon: epoll_ctl");
-    }
-  };
-  add(wakeup_.get(), kTagWakeup);
-  add(xs_.watch_fd(), kTagXenstore);
+  if (!wakeup_) throw std::system_error(errno, std::generic_category(), "daemon: eventfd");
+  epoll_.add(wakeup_.get(), kTagWakeup);
+  epoll_.add(xs_.watch_fd(), kTagXenstore);
   if (!options_.control_socket.empty()) {
     control_ = std::make_unique<ControlServer>(options_.control_socket,
                                                [this](const nlohmann::json& request) { return handle_command(request); });
-    add(control_->listen_fd(), kTagControlBase + static_cast<uint64_t>(control_->listen_fd()));
+    epoll_.add(control_->listen_fd(), kTagControlBase + static_cast<uint64_t>(control_->listen_fd()));
   }
 }
 
@@ -70,9 +62,7 @@ Daemon::~Daemon() {
   }
 }
 
-std::string Daemon::base_path() const {
-  return "/local/domain/" + std::to_string(options_.backend_domid) + "/backend/" + options_.backend_type;
-}
+std::string Daemon::base_path() const { return backend_base_path(options_.backend_domid, options_.backend_type); }
 
 void Daemon::request_stop() {
   stop_requested_.store(true);
@@ -114,11 +104,7 @@ bool Daemon::wanted(const xs::BackendPath& path) {
   if (options_.only_domain) {
     return path.frontend_domid == *options_.only_domain && (!options_.only_devid || path.devid == *options_.only_devid);
   }
-  if (options_.script_name.empty()) return true;
-  const auto script = xs_.read(xs::kNoTransaction, path.path + "/script");
-  if (!script) return false;
-  const auto slash = script->rfind('/');
-  return script->substr(slash == std::string::npos ? 0 : slash + 1) == options_.script_name;
+  return runs_script(xs_, path, options_.script_name);
 }
 
 void Daemon::consider_device(const xs::BackendPath& path) {
@@ -129,6 +115,7 @@ void Daemon::consider_device(const xs::BackendPath& path) {
     refused_.erase(key);  // removed: a new directory there is a new device
     return;
   }
+  if (released_.holds(xs_, key, path)) return;
   if (!wanted(path)) return;
   auto vbd = std::make_unique<Vbd>(host_, path);
   if (!vbd->start()) {
@@ -146,16 +133,7 @@ void Daemon::consider_device(const xs::BackendPath& path) {
 }
 
 void Daemon::scan_backends() {
-  const std::string base = base_path();
-  auto domains = xs_.directory(xs::kNoTransaction, base);
-  if (!domains) return;
-  for (const auto& dom : *domains) {
-    auto devices = xs_.directory(xs::kNoTransaction, base + "/" + dom);
-    if (!devices) continue;
-    for (const auto& dev : *devices) {
-      if (auto path = xs::parse_backend_path(base + "/" + dom + "/" + dev)) consider_device(*path);
-    }
-  }
+  for_each_backend_device(xs_, base_path(), [this](const xs::BackendPath& path) { consider_device(path); });
 }
 
 void Daemon::on_watch(const std::string& path, const std::string& token) {
@@ -164,10 +142,7 @@ void Daemon::on_watch(const std::string& path, const std::string& token) {
       scan_backends();
       return;
     }
-    auto event = xs::parse_backend_event_path(path);
-    if (!event) {
-      if (auto device = xs::parse_backend_path(path)) event = xs::BackendEvent{*device, ""};
-    }
+    auto event = backend_device_event(path);
     if (!event) {
       // A new domain directory (backend/vbd/D) or something we do not know.
       scan_backends();
@@ -194,6 +169,7 @@ void Daemon::drop_released() {
     if (it->second->released()) {
       try {
         xs_.unwatch(it->second->frontend_path(), kFrontendTokenPrefix + it->first);
+        released_.remember(xs_, it->first, it->second->path());
       } catch (const std::exception&) {
       }
       it = vbds_.erase(it);
@@ -213,17 +189,7 @@ int Daemon::run() {
                                                                     : " (devices with script " + options_.script_name + ")"));
   if (on_ready_) on_ready_();
 
-  auto watch_fd = [this](int fd, bool add) {
-    if (add) {
-      epoll_event ev{};
-      ev.events = EPOLLIN;
-      ev.data.u64 = kTagControlBase + static_cast<uint64_t>(fd);
-      ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev);
-    } else {
-      ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
-    }
-  };
-
+  const auto watch_fd = epoll_.control_watcher();
   std::array<epoll_event, 16> events;
   for (;;) {
     if (stop_requested_.load() && !stopping_) {
@@ -235,7 +201,7 @@ int Daemon::run() {
     if (stopping_ && vbds_.empty()) return 0;
     if (options_.only_domain && ((served_any_ && vbds_.empty()) || refused_single_)) return refused_single_ ? 1 : 0;
 
-    int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), -1);
+    int n = ::epoll_wait(epoll_.fd(), events.data(), static_cast<int>(events.size()), -1);
     if (n < 0) {
       if (errno == EINTR) continue;
       spdlog::error("xbbd: epoll_wait: {}", std::strerror(errno));
@@ -246,13 +212,7 @@ int Daemon::run() {
       if (tag == kTagWakeup) {
         run_posted();
       } else if (tag == kTagXenstore) {
-        while (auto event = xs_.read_watch()) {
-          try {
-            on_watch(event->path, event->token);
-          } catch (const std::exception& e) {
-            spdlog::error("xbbd: handling a change of {}: {}", event->path, e.what());
-          }
-        }
+        drain_watch_events(xs_, [this](const std::string& path, const std::string& token) { on_watch(path, token); });
       } else if (control_) {
         control_->on_ready(static_cast<int>(tag - kTagControlBase), watch_fd);
       }
@@ -269,11 +229,9 @@ size_t Daemon::device_count() const {
 Vbd* Daemon::find(const std::string& name) {
   if (auto it = vbds_.find(name); it != vbds_.end()) return it->second.get();
   // "3/xvda" as well as "3/51712"
-  const auto slash = name.find('/');
-  if (slash == std::string::npos) return nullptr;
-  auto devid = xs::parse_vdev(name.substr(slash + 1));
-  if (!devid) return nullptr;
-  auto it = vbds_.find(name.substr(0, slash) + "/" + std::to_string(*devid));
+  auto key = device_key_of(name);
+  if (!key) return nullptr;
+  auto it = vbds_.find(*key);
   return it == vbds_.end() ? nullptr : it->second.get();
 }
 

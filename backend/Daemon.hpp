@@ -15,6 +15,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "backend/DeviceDiscovery.hpp"
+#include "backend/EpollSet.hpp"
 #include "backend/UniqueFd.hpp"
 #include "backend/Vbd.hpp"
 
@@ -31,6 +33,9 @@ struct DaemonOptions {
   std::optional<xs::DomId> only_domain;
   std::optional<uint32_t> only_devid;
   std::string control_socket;            // "" = no control socket
+  // Per-disk mode: this process only supervises one single-device xbbd
+  // process per device (see Supervisor.hpp).
+  bool per_disk = false;
   // Where snapshots are recorded for re-attachment after a restart
   // (snapshots.json); "" keeps them for this run only.
   std::string state_dir;
@@ -82,10 +87,11 @@ class Daemon {
   // (the refusal writes into their directory, which fires the watch again)
   // until their directory is removed.
   std::set<std::string> refused_;
+  LetGoDevices released_;
   std::unique_ptr<ControlServer> control_;
   std::function<void()> on_ready_;
 
-  UniqueFd epoll_;
+  EpollSet epoll_;
   UniqueFd wakeup_;
   std::mutex posted_mutex_;
   std::vector<std::function<void()>> posted_;

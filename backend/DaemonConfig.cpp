@@ -68,6 +68,10 @@ std::optional<std::string> DaemonConfig::set(std::string_view name, std::string_
     auto q = number(value, 1u << 20);
     if (!q || *q < 256) return bad("a page count of at least 256");
     o.vbd.bounce_pages_per_queue = *q;
+  } else if (name == "per-disk") {
+    auto b = boolean(value);
+    if (!b) return bad("a boolean");
+    o.per_disk = *b;
   } else if (name == "fault-injection") {
     auto b = boolean(value);
     if (!b) return bad("a boolean");

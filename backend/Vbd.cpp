@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "backend/DeviceDiscovery.hpp"
 #include "backend/FaultSpec.hpp"
 #include "backend/FrontendRings.hpp"
 #include "ring/protocol/RingGeometry.hpp"
@@ -34,14 +35,7 @@ std::string Vbd::origin_name() const {
 }
 
 void Vbd::report_hotplug_error(const std::string& message) {
-  try {
-    xs::with_transaction(host_.xs, [&](xs::TxId tx) {
-      host_.xs.write(tx, backend_ + "/hotplug-error", message);
-      host_.xs.write(tx, backend_ + "/hotplug-status", "error");
-    });
-  } catch (const std::exception& e) {
-    spdlog::warn("{}: cannot report '{}': {}", key_, message, e.what());
-  }
+  backend::report_hotplug_error(host_.xs, backend_, message);
 }
 
 std::string Vbd::key_of(const xs::BackendPath& path) {
@@ -82,29 +76,16 @@ std::optional<XenbusState> Vbd::frontend_state() const {
 // directory must not be writable by the guest (DESIGN.md §5).
 bool Vbd::start() {
   auto& xs = host_.xs;
-  auto frontend = xs.read(xs::kNoTransaction, backend_ + "/frontend");
-  auto frontend_id = xs::read_uint(xs, xs::kNoTransaction, backend_ + "/frontend-id", 0xFFFF);
-  if (!frontend || !frontend_id) {
+  const auto verdict = vet_backend_directory(xs, path_);
+  if (verdict.kind == DirectoryVerdict::Kind::Incomplete) {
     spdlog::debug("{}: backend directory not complete yet", key_);
     return false;
   }
-  auto refuse = [&](const std::string& why) {
-    spdlog::error("{}: refusing to serve {}: {}", key_, backend_, why);
-    report_hotplug_error("xbbd: " + why);
+  if (verdict.kind == DirectoryVerdict::Kind::Refused) {
+    spdlog::error("{}: refusing to serve {}: {}", key_, backend_, verdict.reason);
+    report_hotplug_error("xbbd: " + verdict.reason);
     phase_ = Phase::Released;
     return false;
-  };
-  if (*frontend_id != path_.frontend_domid) return refuse("frontend-id does not match the backend path");
-  if (!xs::is_expected_frontend(*frontend, path_.frontend_domid, path_.devid, path_.type)) {
-    return refuse("frontend '" + xs::printable_excerpt(*frontend) + "' is not " + frontend_);
-  }
-  const auto perms = xs.get_permissions(xs::kNoTransaction, backend_);
-  for (size_t i = 0; i < perms.size(); ++i) {
-    const auto access = perms[i].access;
-    const bool writes = access == xs::Permission::Access::Write || access == xs::Permission::Access::Both;
-    if ((i == 0 && perms[i].domid != 0) || (writes && !(i == 0 && perms[i].domid == 0))) {
-      return refuse("the backend directory is writable by domain " + std::to_string(perms[i].domid));
-    }
   }
 
   target_ = xs.read(xs::kNoTransaction, backend_ + "/params").value_or("");

@@ -3,16 +3,20 @@
 // (tests/sim, simulated adapters), so both run exactly the same code.
 #include <getopt.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -20,6 +24,7 @@
 
 #include "backend/Daemon.hpp"
 #include "backend/DaemonConfig.hpp"
+#include "backend/Supervisor.hpp"
 #include "storage/Target.hpp"
 #include "tools/XbbdMain.hpp"
 #include "xenstore/Vdev.hpp"
@@ -32,6 +37,9 @@ const char* kUsage = R"(Usage: xbbd [OPTIONS]
 A user-space Xen paravirtual block backend (blkback-compatible).
 
 Daemon mode (default) serves every vbd whose hotplug script is block-xbbd.
+Per-disk mode (--per-disk) serves the same devices, each from its own xbbd
+process (single-device mode, started and restarted by this one), so a crash
+takes down one disk only.
 Single-device mode (--domain and --vdev) serves one disk and exits when the
 toolstack releases it.
 
@@ -46,6 +54,9 @@ Options:
       --script NAME           daemon mode: serve devices whose script is NAME
                               (default block-xbbd)
       --all                   daemon mode: serve every device of the backend type
+      --per-disk              one xbbd process per disk (config: per-disk = 1); each
+                              has its control socket DOMID-DEVID.sock next to this
+                              one's, and xbbctl on this one's socket reaches them all
       --max-queues N          multi-queue-max-queues (default: number of CPUs)
       --max-ring-page-order N max-ring-page-order, 0..5 (default 5)
       --max-indirect-segments N  feature-max-indirect-segments, 0..256 (default 256)
@@ -62,7 +73,8 @@ Tunables (config file or `xbbctl set`): no_coalesce_reqs, disable_flush,
 flush_interval, max_list_segments.
 
 Signals: SIGTERM/SIGINT drain in-flight I/O, answer Closing and exit;
-SIGHUP reloads tunables from the config file.
+SIGHUP reloads tunables from the config file. In per-disk mode both are
+passed on to every disk's process (and the supervisor waits for them to exit).
 )";
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -73,8 +85,109 @@ SIGHUP reloads tunables from the config file.
 }  // namespace
 
 namespace xbb::tools {
+namespace {
+
+// Takes SIGTERM/SIGINT/SIGHUP, blocked in every thread, on a thread of its
+// own and turns them into requests to the control loop.
+class SignalThread {
+ public:
+  SignalThread(sigset_t signals, std::function<void()> on_stop, std::function<void()> on_reload)
+      : thread_([this, signals, on_stop = std::move(on_stop), on_reload = std::move(on_reload)] {
+          while (!done_.load()) {
+            int sig = 0;
+            if (sigwait(&signals, &sig) != 0 || done_.load()) continue;
+            if (sig == SIGHUP) {
+              on_reload();
+            } else {
+              spdlog::info("signal {}: stopping", sig);
+              sd_notify(0, "STOPPING=1");
+              on_stop();
+            }
+          }
+        }) {}
+  ~SignalThread() {
+    done_.store(true);
+    pthread_kill(thread_.native_handle(), SIGTERM);  // wakes sigwait
+    thread_.join();
+  }
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// The config file read again for SIGHUP; nothing (logged) when there is none or it is bad.
+std::optional<backend::DaemonConfig> reload_config(const std::string& path) {
+  if (path.empty()) {
+    spdlog::warn("SIGHUP: no config file to reload");
+    return std::nullopt;
+  }
+  backend::DaemonConfig fresh;
+  if (auto error = fresh.load_file(path)) {
+    spdlog::error("SIGHUP: {}; keeping the current settings", *error);
+    return std::nullopt;
+  }
+  return fresh;
+}
+
+// The command line of the single-device xbbd serving `device` for the
+// supervisor: every setting in effect here, so command-line options given
+// to the supervisor reach it; the config file for the tunables.
+std::vector<std::string> per_disk_command(const backend::DaemonConfig& config, const std::string& config_path,
+                                          const Adapters& adapters, const xs::BackendPath& device,
+                                          const std::string& socket) {
+  const auto& o = config.options;
+  std::vector<std::string> argv{"xbbd"};
+  argv.insert(argv.end(), adapters.child_args.begin(), adapters.child_args.end());
+  const auto level = spdlog::level::to_string_view(config.log_level);
+  argv.insert(argv.end(), {"--domain", std::to_string(device.frontend_domid), "--vdev", std::to_string(device.devid),
+                           "--control-socket", socket, "--backend-type", o.backend_type, "--log-level",
+                           std::string(level.data(), level.size()), "--state-dir",
+                           o.state_dir.empty() ? "none" : o.state_dir, "--max-queues",
+                           std::to_string(o.vbd.max_queues), "--max-ring-page-order",
+                           std::to_string(o.vbd.max_ring_page_order), "--max-indirect-segments",
+                           std::to_string(o.vbd.max_indirect_segments)});
+  if (!o.vbd.persistent_grants) argv.push_back("--no-persistent-grants");
+  if (o.vbd.direct_io) argv.push_back("--direct-io");
+  if (o.vbd.fault_injection) argv.push_back("--fault-injection");
+  if (!config_path.empty()) argv.insert(argv.end(), {"--config", config_path});
+  return argv;
+}
+
+int run_supervisor(xs::XenStore& xenstore, const backend::DaemonConfig& config, const std::string& config_path,
+                   const Adapters& adapters, const sigset_t& signals) {
+  backend::SupervisorOptions options;
+  options.discovery = config.options;
+  if (!config.options.control_socket.empty()) {
+    options.socket_dir = std::filesystem::path(config.options.control_socket).parent_path().string();
+  }
+  if (options.socket_dir.empty()) options.socket_dir = ".";
+  options.child_command = [config, config_path, &adapters](const xs::BackendPath& device, const std::string& socket) {
+    return per_disk_command(config, config_path, adapters, device, socket);
+  };
+  backend::Supervisor supervisor(xenstore, std::move(options));
+  supervisor.on_ready([] { sd_notify(0, "READY=1"); });
+  SignalThread signal_thread(
+      signals, [&supervisor] { supervisor.request_stop(); },
+      [&supervisor, config_path] {
+        // Each process re-reads the file itself; checking it here reports a
+        // bad file once instead of once per disk.
+        if (reload_config(config_path)) supervisor.request_reload();
+      });
+  return supervisor.run();
+}
+
+}  // namespace
 
 int xbbd_main(int argc, char** argv, const Adapters& adapters) {
+  // A per-disk process dies with its supervisor: a new supervisor starts a
+  // new process for the disk, which must not find this one still serving the ring.
+  if (const char* supervisor = std::getenv("XBBD_SUPERVISOR_PID")) {
+    const pid_t expected = static_cast<pid_t>(std::atol(supervisor));
+    ::unsetenv("XBBD_SUPERVISOR_PID");
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != expected) return 1;  // it died before we got here
+  }
   backend::DaemonConfig config;
   config.options.state_dir = "/var/lib/xbbd";
   config.options.vbd.max_queues = std::max(1u, std::thread::hardware_concurrency());
@@ -93,7 +206,8 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
     kDirectIo,
     kLogLevel,
     kStateDir,
-    kFaultInjection
+    kFaultInjection,
+    kPerDisk
   };
   static const option long_options[] = {
       {"domain", required_argument, nullptr, 'd'},
@@ -111,6 +225,7 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
       {"log-level", required_argument, nullptr, kLogLevel},
       {"state-dir", required_argument, nullptr, kStateDir},
       {"fault-injection", no_argument, nullptr, kFaultInjection},
+      {"per-disk", no_argument, nullptr, kPerDisk},
       {"help", no_argument, nullptr, 'h'},
       {nullptr, 0, nullptr, 0}};
 
@@ -149,6 +264,7 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
       case kLogLevel: error = config.set("log-level", optarg); break;
       case kStateDir: error = config.set("state-dir", std::string(optarg) == "none" ? "" : optarg); break;
       case kFaultInjection: error = config.set("fault-injection", "1"); break;
+      case kPerDisk: error = config.set("per-disk", "1"); break;
       case 'h': std::cout << kUsage; return 0;
       default: usage_error("unknown option");
     }
@@ -196,8 +312,11 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
   signal(SIGPIPE, SIG_IGN);
 
   try {
-    auto hypervisor = adapters.open_hypervisor();
     auto xenstore = adapters.open_xenstore();
+    if (config.options.per_disk && !config.options.only_domain) {
+      return run_supervisor(*xenstore, config, config_path, adapters, signals);
+    }
+    auto hypervisor = adapters.open_hypervisor();
     const bool direct_io = config.options.vbd.direct_io;
     backend::Daemon daemon(*xenstore, *hypervisor, config.options, [direct_io](const std::string& target, bool ro) {
       storage::OpenOptions options;
@@ -206,39 +325,15 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
       return storage::open_target(target, options);
     });
     daemon.on_ready([] { sd_notify(0, "READY=1"); });
-
-    // Signals are taken on their own thread and turned into daemon requests.
-    std::thread signal_thread([&daemon, &signals, config_path] {
-      for (;;) {
-        int sig = 0;
-        if (sigwait(&signals, &sig) != 0) continue;
-        if (sig == SIGHUP) {
-          if (config_path.empty()) {
-            spdlog::warn("SIGHUP: no config file to reload");
-            continue;
+    SignalThread signal_thread(
+        signals, [&daemon] { daemon.request_stop(); },
+        [&daemon, config_path] {
+          if (auto fresh = reload_config(config_path)) {
+            spdlog::info("SIGHUP: tunables reloaded from {}", config_path);
+            daemon.set_default_tunables(fresh->options.vbd.tunables);
           }
-          backend::DaemonConfig fresh;
-          if (auto error = fresh.load_file(config_path)) {
-            spdlog::error("SIGHUP: {}; keeping the current tunables", *error);
-            continue;
-          }
-          spdlog::info("SIGHUP: tunables reloaded from {}", config_path);
-          daemon.set_default_tunables(fresh.options.vbd.tunables);
-          continue;
-        }
-        spdlog::info("signal {}: stopping", sig);
-        sd_notify(0, "STOPPING=1");
-        daemon.request_stop();
-        return;
-      }
-    });
-    const int status = daemon.run();
-    if (signal_thread.joinable()) {
-      // Wake the signal thread if it is still waiting, then let it exit.
-      pthread_kill(signal_thread.native_handle(), SIGTERM);
-      signal_thread.join();
-    }
-    return status;
+        });
+    return daemon.run();
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return 1;

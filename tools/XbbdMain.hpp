@@ -3,6 +3,8 @@
 
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "ring/ports/GuestMemory.hpp"
 #include "xenstore/XenStore.hpp"
@@ -13,6 +15,9 @@ struct Adapters {
   std::function<std::unique_ptr<ports::Hypervisor>()> open_hypervisor;
   std::function<std::unique_ptr<xs::XenStore>()> open_xenstore;
   bool refuse_if_blkback_loaded = true;
+  // Arguments a per-disk process needs before xbbd's own (the simulation's
+  // --sim-* options); the real daemon needs none.
+  std::vector<std::string> child_args;
 };
 
 int xbbd_main(int argc, char** argv, const Adapters& adapters);

@@ -16,7 +16,8 @@ namespace {
 const char* kUsage = R"(Usage: xbbctl [--socket PATH] [--json] COMMAND [ARGS]
 
 Commands:
-  list                      devices xbbd serves
+  list                      devices xbbd serves (per-disk mode: the process serving
+                            each disk, its pid, restarts and control socket)
   stats [DEVICE]            statistics per device and per queue
   set DEVICE NAME VALUE     change a tunable (no_coalesce_reqs, disable_flush,
                             flush_interval, max_list_segments)
@@ -30,7 +31,8 @@ Commands:
                             off | rate=N[,ops=read+write+flush+discard][,seed=S][,latency=MIN[-MAX]]
                             (N failures per 10000 requests; latency in us, or ms suffix)
 
-DEVICE is DOMID/VDEV, e.g. 3/xvda or 3/51712.
+DEVICE is DOMID/VDEV, e.g. 3/xvda or 3/51712. In per-disk mode the supervisor's
+socket takes every command and passes device commands to the disk's process.
 
 Options:
   -s, --socket PATH   xbbd's control socket (default /run/xbbd/xbbd.sock)
@@ -51,7 +53,22 @@ std::string human_bytes(uint64_t bytes) {
   return fmt::format("{:.1f} {}", v, units[u]);
 }
 
+// Per-disk mode: the supervisor lists the process serving each disk.
+void print_processes(const json& answer) {
+  fmt::print("{:<12} {:<6} {:<10} {:>8} {:>8} {}\n", "DEVICE", "VDEV", "PROCESS", "PID", "RESTARTS", "SOCKET");
+  for (const auto& d : answer["devices"]) {
+    fmt::print("{:<12} {:<6} {:<10} {:>8} {:>8} {}\n", d.value("device", ""), d.value("vdev", ""),
+               d.value("process", ""), d.contains("pid") ? std::to_string(d["pid"].get<int>()) : "-",
+               d.value("restarts", 0), d.value("socket", ""));
+    if (d.contains("last_exit")) fmt::print("    last process {}\n", d.value("last_exit", ""));
+  }
+}
+
 void print_list(const json& answer) {
+  if (answer.value("per_disk", false)) {
+    print_processes(answer);
+    return;
+  }
   fmt::print("{:<12} {:<6} {:<10} {:<3} {:>6} {:<10} {}\n", "DEVICE", "VDEV", "PHASE", "RO", "QUEUES", "SIZE", "STORAGE");
   for (const auto& d : answer["devices"]) {
     fmt::print("{:<12} {:<6} {:<10} {:<3} {:>6} {:<10} {}\n", d.value("device", ""), d.value("vdev", ""),
@@ -176,6 +193,10 @@ int main(int argc, char** argv) {
     std::cerr << "xbbctl: " << answer.value("error", std::string("failed")) << "\n";
     return 1;
   }
+  // Per-disk mode, a command about every disk: the processes that did not answer.
+  for (const auto& u : answer.value("unreachable", json::array())) {
+    std::cerr << "xbbctl: " << u.value("error", std::string("not reachable")) << "\n";
+  }
   if (command == "list") {
     print_list(answer);
   } else if (command == "stats") {
@@ -194,5 +215,5 @@ int main(int argc, char** argv) {
   } else {
     std::cout << "ok\n";
   }
-  return 0;
+  return answer.contains("unreachable") ? 1 : 0;  // what could be shown was, but not everything
 }

@@ -22,8 +22,18 @@ BrokerGuest::BrokerGuest(const std::string& broker_socket, std::shared_ptr<sim::
       link_(frontend::parts::connect_broker(broker_socket, *memory_)),
       xs_(frontend::parts::connect_store(std::move(store), domid)) {}
 
+BrokerGuest::BrokerGuest(SimHypervisorHub& hub, std::shared_ptr<sim::SimStore> store, xs::DomId domid, uint32_t pages)
+    : memory_(frontend::parts::make_memory(domid, pages)),
+      link_(hub.add_domain(*memory_)),
+      xs_(frontend::parts::connect_store(std::move(store), domid)),
+      hub_(&hub) {}
+
+BrokerGuest::~BrokerGuest() {
+  if (hub_) hub_->remove_domain(frontend::parts::domid_of(*memory_));
+}
+
 CrossProcessDaemon::CrossProcessDaemon(const std::string& xbbd_sim, const std::vector<std::string>& extra_args,
-                                       const std::string& config) {
+                                       const std::string& config, Hypervisor hypervisor) {
   char dir[] = "/tmp/xbb-xproc-XXXXXX";
   if (!::mkdtemp(dir)) throw std::runtime_error("mkdtemp failed");
   dir_ = dir;
@@ -40,8 +50,14 @@ CrossProcessDaemon::CrossProcessDaemon(const std::string& xbbd_sim, const std::v
   store_server_ = frontend::parts::serve_store(store_, store_socket_);
   toolstack_ = std::make_unique<frontend::SimToolstack>(store_);
 
-  std::vector<std::string> argv{xbbd_sim,           "--sim-store", store_socket_, "--sim-broker", broker_socket_,
-                                "--control-socket", control_socket_, "--config", config_path_};
+  std::vector<std::string> argv{xbbd_sim, "--sim-store", store_socket_};
+  if (hypervisor == Hypervisor::Shared) {
+    hub_ = std::make_unique<SimHypervisorHub>(dir_ + "/hub.sock");
+    argv.insert(argv.end(), {"--sim-hub", hub_->socket_path()});
+  } else {
+    argv.insert(argv.end(), {"--sim-broker", broker_socket_});
+  }
+  argv.insert(argv.end(), {"--control-socket", control_socket_, "--config", config_path_});
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   process_ = std::make_unique<CrossProcessChild>(argv, log_path_, CrossProcessChild::Stdout::LogFile);
 
@@ -63,6 +79,7 @@ CrossProcessDaemon::CrossProcessDaemon(const std::string& xbbd_sim, const std::v
 CrossProcessDaemon::~CrossProcessDaemon() {
   process_.reset();
   toolstack_.reset();
+  hub_.reset();
   store_server_.reset();
   std::error_code ignored;
   std::filesystem::remove_all(dir_, ignored);
@@ -77,6 +94,7 @@ std::string CrossProcessDaemon::log() const {
 
 std::unique_ptr<BrokerGuest> CrossProcessDaemon::add_guest(xs::DomId domid, uint32_t pages) {
   toolstack_->create_domain(domid);
+  if (hub_) return std::make_unique<BrokerGuest>(*hub_, store_, domid, pages);
   return std::make_unique<BrokerGuest>(broker_socket_, store_, domid, pages);
 }
 

@@ -11,17 +11,22 @@
 #include <vector>
 
 #include "tests/backend/CrossProcessChild.hpp"
+#include "tests/backend/SimHypervisorHub.hpp"
 #include "tests/frontend/SimParts.hpp"
 #include "tests/frontend/SimToolstack.hpp"
 #include "tests/frontend/SoftBlkfront.hpp"
 
 namespace xbb::backendtest {
 
-// A guest in the test's process whose domain lives in xbbd-sim's hypervisor.
+// A guest in the test's process whose domain lives in xbbd-sim's hypervisor
+// (joined through its broker), or in a hub shared by several xbbd-sim
+// processes; destroying it destroys the domain.
 class BrokerGuest {
  public:
   BrokerGuest(const std::string& broker_socket, std::shared_ptr<sim::SimStore> store, xs::DomId domid,
               uint32_t pages);
+  BrokerGuest(SimHypervisorHub& hub, std::shared_ptr<sim::SimStore> store, xs::DomId domid, uint32_t pages);
+  ~BrokerGuest();
   std::unique_ptr<frontend::SoftBlkfront> disk(uint32_t devid, frontend::FrontendConfig config = {}) {
     return std::make_unique<frontend::SoftBlkfront>(*xs_, *memory_, link_, devid, config);
   }
@@ -30,16 +35,21 @@ class BrokerGuest {
   frontend::parts::MemoryPtr memory_;
   std::shared_ptr<sim::SimDomainLink> link_;
   std::unique_ptr<xs::XenStore> xs_;
+  SimHypervisorHub* hub_ = nullptr;
 };
 
 class CrossProcessDaemon {
  public:
+  // Where the simulated hypervisor lives: in xbbd-sim (guests join its
+  // broker), or in the test (a SimHypervisorHub every xbbd-sim process
+  // mirrors: what per-disk mode needs).
+  enum class Hypervisor { InDaemon, Shared };
   // Starts `xbbd_sim` in daemon mode with its control socket, state
   // directory and config file (`config` plus the state directory) in a fresh
   // temp dir, plus `extra_args`, and waits until it answers on its control
   // socket. Throws std::runtime_error (with its log) when it does not come up.
   CrossProcessDaemon(const std::string& xbbd_sim, const std::vector<std::string>& extra_args = {},
-                     const std::string& config = "");
+                     const std::string& config = "", Hypervisor hypervisor = Hypervisor::InDaemon);
   ~CrossProcessDaemon();  // kills xbbd-sim if still running, removes the temp dir
 
   frontend::SimToolstack& toolstack() { return *toolstack_; }
@@ -47,6 +57,7 @@ class CrossProcessDaemon {
   const std::string& control_socket() const { return control_socket_; }
   const std::string& store_socket() const { return store_socket_; }
   const std::string& broker_socket() const { return broker_socket_; }
+  const std::string& dir() const { return dir_; }
   // Everything xbbd-sim logged so far (its stderr).
   std::string log() const;
 
@@ -58,6 +69,7 @@ class CrossProcessDaemon {
   std::string store_socket_, broker_socket_, control_socket_, log_path_, config_path_;
   std::shared_ptr<sim::SimStore> store_;
   std::shared_ptr<void> store_server_;
+  std::unique_ptr<SimHypervisorHub> hub_;
   std::unique_ptr<frontend::SimToolstack> toolstack_;
   std::unique_ptr<CrossProcessChild> process_;
 };

@@ -271,6 +271,43 @@ struct AcknowledgedWrites {
   }
 };
 
+// Every acknowledged write of `writes` is in the file at `path`.
+size_t missing_writes(const std::string& path, const AcknowledgedWrites& writes) {
+  std::ifstream in(path, std::ios::binary);
+  size_t missing = 0;
+  for (uint64_t sector : writes.acked) {
+    std::vector<std::byte> got(8 * 512);
+    in.seekg(static_cast<std::streamoff>(sector * 512));
+    in.read(reinterpret_cast<char*>(got.data()), static_cast<std::streamsize>(got.size()));
+    if (got != writes.data(sector)) ++missing;
+  }
+  return missing;
+}
+
+// Has the storage hold each write for `latency`, writes until `acked_first`
+// are acknowledged, then keeps the disk's rings full until the process serving
+// `device` (asked through the supervisor's socket) has some in flight.
+void hold_writes_in_flight(const CrossProcessDaemon& xbbd, const std::string& device, AcknowledgedWrites& writes,
+                           const std::string& latency, size_t acked_first = 64) {
+  auto answer = backend::control_request(xbbd.control_socket(),
+                                         {{"command", "fault"}, {"device", device}, {"spec", "rate=0,latency=" + latency}});
+  ASSERT_TRUE(answer.value("ok", false)) << answer.dump();
+  const auto deadline = Clock::now() + kHangGuard;
+  while (writes.acked.size() < acked_first && Clock::now() < deadline) {
+    writes.submit_while_room();
+    writes.collect(1000ms);
+  }
+  ASSERT_GE(writes.acked.size(), acked_first) << xbbd.log();
+  writes.submit_while_room();
+  nlohmann::json stats;
+  ASSERT_TRUE(eventually([&] {
+    writes.collect(0ms);  // keeps the rings full: the writes finish within milliseconds
+    writes.submit_while_room();
+    stats = backend::control_request(xbbd.control_socket(), {{"command", "stats"}, {"device", device}});
+    return stats.value("ok", false) && stats["devices"][0]["stats"]["in_flight"].get<uint64_t>() > 0;
+  })) << stats.dump();
+}
+
 TEST(CrossProcessDaemonTest, SigtermWithWritesInFlightExitsCleanlyAndKeepsAcknowledgedWrites) {
   TempFile file(64ull << 20);
   CrossProcessDaemon xbbd(XBBD_SIM_PATH, {"--max-queues", "2"}, "fault-injection = 1");
@@ -287,23 +324,9 @@ TEST(CrossProcessDaemonTest, SigtermWithWritesInFlightExitsCleanlyAndKeepsAcknow
 
   // Every write spends 5-15 ms in storage, so the daemon really holds the
   // writes in flight when the signal arrives.
-  auto answer = backend::control_request(xbbd.control_socket(),
-                                         {{"command", "fault"}, {"device", "7/xvda"}, {"spec", "rate=0,latency=5ms-15ms"}});
-  ASSERT_TRUE(answer.value("ok", false)) << answer.dump();
-
   AcknowledgedWrites writes(*disk, (64ull << 20) / 512);
-  const auto deadline = Clock::now() + kHangGuard;
-  while (writes.acked.size() < 256 && Clock::now() < deadline) {
-    writes.submit_while_room();
-    writes.collect(1000ms);
-  }
-  ASSERT_GE(writes.acked.size(), 256u) << xbbd.log();
-  writes.submit_while_room();
-  nlohmann::json stats;
-  ASSERT_TRUE(eventually([&] {
-    stats = backend::control_request(xbbd.control_socket(), {{"command", "stats"}, {"device", "7/xvda"}});
-    return stats["devices"][0]["stats"]["in_flight"].get<uint64_t>() > 0;
-  })) << stats.dump();
+  hold_writes_in_flight(xbbd, "7/xvda", writes, "5ms-15ms", 256);
+  ASSERT_FALSE(HasFatalFailure());
   const size_t in_flight_at_signal = disk->in_flight();
   const size_t acked_before_signal = writes.acked.size();
   ASSERT_TRUE(xbbd.process().send(SIGTERM));
@@ -329,16 +352,7 @@ TEST(CrossProcessDaemonTest, SigtermWithWritesInFlightExitsCleanlyAndKeepsAcknow
               disk->in_flight());
 
   expect_clean_log(xbbd.log());
-  std::ifstream in(file.path(), std::ios::binary);
-  size_t missing = 0;
-  for (uint64_t sector : writes.acked) {
-    std::vector<std::byte> got(8 * 512);
-    in.seekg(static_cast<std::streamoff>(sector * 512));
-    in.read(reinterpret_cast<char*>(got.data()), static_cast<std::streamsize>(got.size()));
-    if (got != writes.data(sector) && ++missing <= 5)
-      ADD_FAILURE() << "acknowledged write at sector " << sector << " is not in the file";
-  }
-  EXPECT_EQ(missing, 0u) << "of " << writes.acked.size() << " acknowledged writes";
+  EXPECT_EQ(missing_writes(file.path(), writes), 0u) << "of " << writes.acked.size() << " acknowledged writes";
 }
 
 // Runs the built xbbctl; returns its wait status and stdout.
@@ -429,6 +443,203 @@ TEST(CrossProcessDaemonTest, GuestProcessAgainstDaemonProcessWritesVerifiesAndCl
   auto exited = xbbd.process().wait(kHangGuard);
   ASSERT_TRUE(exited.has_value()) << xbbd.log();
   EXPECT_EQ(describe_status(*exited), "exit 0") << xbbd.log();
+  expect_clean_log(xbbd.log());
+}
+
+// ---- per-disk mode: a supervisor xbbd-sim and one xbbd-sim per disk ----
+
+// The supervisor's `list`: device -> its entry (pid, process, restarts, socket).
+std::map<std::string, nlohmann::json> per_disk_processes(const CrossProcessDaemon& xbbd) {
+  std::map<std::string, nlohmann::json> out;
+  auto answer = backend::control_request(xbbd.control_socket(), {{"command", "list"}});
+  if (!answer.value("ok", false) || !answer.value("per_disk", false)) return out;
+  for (const auto& d : answer["devices"]) out[d.value("device", "")] = d;
+  return out;
+}
+
+pid_t pid_of(const std::map<std::string, nlohmann::json>& processes, const std::string& device) {
+  auto it = processes.find(device);
+  return it == processes.end() || !it->second.contains("pid") ? -1 : it->second["pid"].get<pid_t>();
+}
+
+bool process_gone(pid_t pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
+
+// Per-disk xbbd-sim serving two file-backed disks of one guest: xvda (a)
+// and xvdb (b), connected.
+class PerDiskTest : public ::testing::Test {
+ protected:
+  static constexpr xs::DomId kGuest = 5;
+  static constexpr uint32_t kDevidA = 51712, kDevidB = 51728;  // xvda, xvdb
+
+  void SetUp() override {
+    guest_ = xbbd_.add_guest(kGuest);
+    for (auto [devid, image] : {std::pair{kDevidA, &image_a_}, std::pair{kDevidB, &image_b_}}) {
+      VbdSpec spec;
+      spec.domid = kGuest;
+      spec.devid = devid;
+      spec.target = image->path();
+      xbbd_.toolstack().add_vbd(spec);
+    }
+    disk_a_ = guest_->disk(kDevidA);
+    disk_b_ = guest_->disk(kDevidB);
+    ASSERT_NO_THROW(disk_a_->connect()) << xbbd_.log();
+    ASSERT_NO_THROW(disk_b_->connect()) << xbbd_.log();
+  }
+
+  TempFile image_a_{16ull << 20}, image_b_{16ull << 20};
+  CrossProcessDaemon xbbd_{XBBD_SIM_PATH, {"--per-disk", "--max-queues", "1"}, "fault-injection = 1",
+                           CrossProcessDaemon::Hypervisor::Shared};
+  std::unique_ptr<BrokerGuest> guest_;
+  std::unique_ptr<frontend::SoftBlkfront> disk_a_, disk_b_;
+};
+
+TEST_F(PerDiskTest, EachDiskHasItsOwnProcessRestartedAfterACrashAndForgottenAfterRemoval) {
+  auto& xbbd = xbbd_;
+  auto& disk_a = disk_a_;
+  auto& disk_b = disk_b_;
+
+  // Two processes besides the supervisor, one per disk.
+  auto processes = per_disk_processes(xbbd);
+  ASSERT_EQ(processes.size(), 2u) << xbbd.log();
+  const pid_t pid_a = pid_of(processes, "5/51712"), pid_b = pid_of(processes, "5/51728");
+  EXPECT_GT(pid_a, 0);
+  EXPECT_GT(pid_b, 0);
+  EXPECT_NE(pid_a, pid_b);
+  EXPECT_NE(pid_a, xbbd.process().pid());
+  EXPECT_EQ(processes["5/51712"].value("process", ""), "running");
+  EXPECT_EQ(processes["5/51712"].value("socket", ""), xbbd.dir() + "/5-51712.sock");
+  EXPECT_EQ(processes["5/51712"].value("restarts", -1), 0);
+  auto [list_status, list] = xbbctl({"--socket", xbbd.control_socket(), "list"});
+  EXPECT_EQ(describe_status(list_status), "exit 0") << list;
+  EXPECT_NE(list.find(std::to_string(pid_a)), std::string::npos) << list;
+  EXPECT_NE(list.find(std::to_string(pid_b)), std::string::npos) << list;
+
+  // Verified I/O on both disks.
+  for (uint64_t i = 0; i < 16; ++i) {
+    ASSERT_EQ(disk_a->write(i * 8, frontend::pattern(1, i * 8, 8, 0)), 0);
+    ASSERT_EQ(disk_b->write(i * 8, frontend::pattern(2, i * 8, 8, 0)), 0);
+  }
+  std::vector<std::byte> out(8 * 512);
+  for (uint64_t i = 0; i < 16; ++i) {
+    ASSERT_EQ(disk_a->read(i * 8, out), 0);
+    ASSERT_EQ(out, frontend::pattern(1, i * 8, 8, 0));
+    ASSERT_EQ(disk_b->read(i * 8, out), 0);
+    ASSERT_EQ(out, frontend::pattern(2, i * 8, 8, 0));
+  }
+  // Device commands reach the disk's process through the supervisor.
+  auto stats = backend::control_request(xbbd.control_socket(), {{"command", "stats"}, {"device", "5/xvdb"}});
+  ASSERT_TRUE(stats.value("ok", false)) << stats.dump();
+  EXPECT_EQ(stats["devices"][0]["stats"]["operations"]["write"]["completed"].get<uint64_t>(), 16u) << stats.dump();
+
+  // Disk b is busy on its own thread through everything that happens to a.
+  BackgroundVerifier verifier(*disk_b, 2);
+  ASSERT_TRUE(eventually([&] { return verifier.rounds() > 0 || verifier.failed(); }));
+
+  // a's process is killed with a ring's worth of writes in flight in it.
+  // They are held in its storage for 2 s, so it is killed while waiting for
+  // them, not while writing responses into the ring: a response written
+  // there but not yet published overwrites its request, and the adopting
+  // process cannot tell (BACK_RING_ATTACH has the same limit).
+  AcknowledgedWrites writes(*disk_a, (16ull << 20) / 512);
+  writes.next_sector = 16 * 8;
+  const auto fill_deadline = Clock::now() + kHangGuard;
+  while (writes.acked.size() < 64 && Clock::now() < fill_deadline) {
+    writes.submit_while_room();
+    writes.collect(1000ms);
+  }
+  while (disk_a->in_flight() > 0 && Clock::now() < fill_deadline) writes.collect(1000ms);
+  ASSERT_EQ(disk_a->in_flight(), 0u) << xbbd.log();
+  auto held = backend::control_request(xbbd.control_socket(),
+                                       {{"command", "fault"}, {"device", "5/xvda"}, {"spec", "rate=0,latency=2000ms"}});
+  ASSERT_TRUE(held.value("ok", false)) << held.dump();
+  writes.submit_while_room();
+  const size_t in_flight_at_kill = disk_a->in_flight();
+  ASSERT_GT(in_flight_at_kill, 1u);
+  nlohmann::json held_stats;
+  ASSERT_TRUE(eventually([&] {
+    held_stats = backend::control_request(xbbd.control_socket(), {{"command", "stats"}, {"device", "5/xvda"}});
+    return held_stats.value("ok", false) &&
+           held_stats["devices"][0]["stats"]["in_flight"].get<uint64_t>() == in_flight_at_kill;
+  })) << held_stats.dump();
+  ASSERT_EQ(::kill(pid_a, SIGKILL), 0);
+
+  // The supervisor starts a new process, which adopts the live ring and
+  // serves the requests the old one never answered: every write completes.
+  pid_t new_pid_a = -1;
+  ASSERT_TRUE(eventually([&] {
+    processes = per_disk_processes(xbbd);
+    new_pid_a = pid_of(processes, "5/51712");
+    return new_pid_a > 0 && new_pid_a != pid_a;
+  })) << xbbd.log();
+  EXPECT_EQ(processes["5/51712"].value("restarts", -1), 1);
+  EXPECT_NE(processes["5/51712"].value("last_exit", "").find("killed by signal 9"), std::string::npos)
+      << processes["5/51712"].dump();
+  const auto deadline = Clock::now() + kHangGuard;
+  while (disk_a->in_flight() > 0 && Clock::now() < deadline) writes.collect(100ms);
+  EXPECT_EQ(disk_a->in_flight(), 0u) << "writes in flight at the kill never completed:\n" << xbbd.log();
+  for (auto& v : disk_a->violations()) ADD_FAILURE() << "violation: " << v;
+  EXPECT_EQ(writes.failed, 0u);
+  EXPECT_EQ(disk_a->backend_state(), XenbusState::Connected);
+  EXPECT_EQ(missing_writes(image_a_.path(), writes), 0u) << "of " << writes.acked.size() << " acknowledged writes";
+  std::printf("per-disk: killed a disk's process with %zu writes in flight; all %zu writes acknowledged\n",
+              in_flight_at_kill, writes.acked.size());
+  // And it serves new I/O (the latency is gone with the old process).
+  ASSERT_EQ(disk_a->write(0, frontend::pattern(3, 0, 8, 0)), 0);
+  ASSERT_EQ(disk_a->read(0, out), 0);
+  EXPECT_EQ(out, frontend::pattern(3, 0, 8, 0));
+
+  // b was never interrupted: same process, rounds kept verifying.
+  const uint64_t rounds_after_restart = verifier.rounds();
+  EXPECT_TRUE(eventually([&] { return verifier.rounds() >= rounds_after_restart + 2 || verifier.failed(); }));
+  EXPECT_EQ(pid_of(per_disk_processes(xbbd), "5/51728"), pid_b);
+
+  // The toolstack removes a: its process exits and is forgotten.
+  ASSERT_NO_THROW(disk_a->close()) << xbbd.log();
+  EXPECT_TRUE(xbbd.toolstack().remove_vbd(kGuest, kDevidA, kHangGuard)) << xbbd.log();
+  EXPECT_TRUE(eventually([&] { return per_disk_processes(xbbd).count("5/51712") == 0; })) << xbbd.log();
+  EXPECT_TRUE(eventually([&] { return process_gone(new_pid_a); })) << "the released disk's process was not reaped";
+  auto gone = backend::control_request(xbbd.control_socket(), {{"command", "stats"}, {"device", "5/xvda"}});
+  EXPECT_FALSE(gone.value("ok", true)) << gone.dump();
+
+  EXPECT_EQ(verifier.finish(), "");
+  EXPECT_TRUE(disk_b->violations().empty());
+  EXPECT_EQ(pid_of(per_disk_processes(xbbd), "5/51728"), pid_b);
+}
+
+TEST_F(PerDiskTest, SigtermDrainsEveryDiskProcessAndKeepsAcknowledgedWrites) {
+  auto& xbbd = xbbd_;
+  const auto processes = per_disk_processes(xbbd);
+  const pid_t pid_a = pid_of(processes, "5/51712"), pid_b = pid_of(processes, "5/51728");
+  ASSERT_TRUE(pid_a > 0 && pid_b > 0) << xbbd.log();
+
+  AcknowledgedWrites writes_a(*disk_a_, (16ull << 20) / 512), writes_b(*disk_b_, (16ull << 20) / 512);
+  hold_writes_in_flight(xbbd, "5/xvda", writes_a, "5ms-15ms");
+  ASSERT_FALSE(HasFatalFailure());
+  hold_writes_in_flight(xbbd, "5/xvdb", writes_b, "5ms-15ms");
+  ASSERT_FALSE(HasFatalFailure());
+  ASSERT_TRUE(xbbd.process().send(SIGTERM));
+
+  // The guest keeps its rings full while the backends are Connected.
+  std::optional<int> status;
+  const auto exit_deadline = Clock::now() + kHangGuard;
+  while (!(status = xbbd.process().wait(0ms)) && Clock::now() < exit_deadline) {
+    for (auto* writes : {&writes_a, &writes_b}) {
+      writes->collect(5ms);
+      if (writes->disk.backend_state() == XenbusState::Connected) writes->submit_while_room();
+    }
+  }
+  ASSERT_TRUE(status.has_value()) << "the supervisor did not exit after SIGTERM:\n" << xbbd.log();
+  EXPECT_EQ(describe_status(*status), "exit 0") << xbbd.log();
+  // It waited for both disks' processes, which drained and answered Closing.
+  EXPECT_TRUE(process_gone(pid_a) && process_gone(pid_b)) << "a disk's process outlived the supervisor";
+  for (auto* writes : {&writes_a, &writes_b}) {
+    while (writes->collect(0ms) > 0) {
+    }
+    EXPECT_EQ(writes->failed, 0u) << "no write may fail because of a stop";
+    EXPECT_EQ(writes->disk.backend_state(), XenbusState::Closing);
+  }
+  EXPECT_EQ(missing_writes(image_a_.path(), writes_a), 0u) << "of " << writes_a.acked.size();
+  EXPECT_EQ(missing_writes(image_b_.path(), writes_b), 0u) << "of " << writes_b.acked.size();
   expect_clean_log(xbbd.log());
 }
 

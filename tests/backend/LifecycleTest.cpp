@@ -7,6 +7,7 @@
 
 #include "tests/backend/DaemonHarness.hpp"
 #include "tests/frontend/Pattern.hpp"
+#include "xenstore/WithTransaction.hpp"
 
 namespace xbb::backendtest {
 namespace {
@@ -84,6 +85,53 @@ TEST(Lifecycle, RemovalWhileConnectedClosesAndReleases) {
   // The release may be answered a watch event after state 6 was written.
   for (int i = 0; i < 500 && h.device_count() != 0; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(h.device_count(), 0u);
+}
+
+// libxl keeps writing into a device's directory after xbbd answered Closed
+// (hotplug script, cleanup) and removes it only then; none of those events
+// may start a new server on the dying directory, but the same device created
+// anew must be served.
+TEST(Lifecycle, AReleasedDeviceIsNotServedAgainUntilCreatedAnew) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  h.toolstack().add_vbd(spec);
+  auto disk = guest->disk(spec.devid);
+  ASSERT_NO_THROW(disk->connect());
+  auto& store = h.toolstack().xs();
+  const auto be = SimToolstack::backend_path(3, spec.devid);
+  xs::with_transaction(store, [&](xs::TxId tx) {
+    store.write(tx, be + "/online", "0");
+    store.write(tx, be + "/state", "5");
+  });
+  ASSERT_NO_THROW(disk->close());
+  ASSERT_TRUE(h.toolstack().wait_backend_state(3, spec.devid, XenbusState::Closed, 10s));
+  for (int i = 0; i < 500 && h.device_count() != 0; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(h.device_count(), 0u);
+
+  // The teardown's writes, including online going back to 1 on a Closed device.
+  store.write(0, be + "/hotplug-status", "");
+  store.write(0, be + "/online", "1");
+  store.write(0, be + "/physical-device", "fe:00");
+  for (int i = 0; i < 30; ++i) {
+    std::this_thread::sleep_for(10ms);
+    ASSERT_EQ(h.device_count(), 0u) << "a released device was served again";
+    ASSERT_EQ(store.read(0, be + "/state"), "6") << "something rewrote the dying device's state";
+  }
+
+  // Removed and created again (xl block-detach, then block-attach): a new device.
+  xs::with_transaction(store, [&](xs::TxId tx) {
+    store.rm(tx, be);
+    store.rm(tx, SimToolstack::frontend_path(3, spec.devid));
+  });
+  disk.reset();  // the guest's old frontend object and its watches
+  h.toolstack().add_vbd(spec);
+  ASSERT_TRUE(h.toolstack().wait_backend_state(3, spec.devid, XenbusState::InitWait, 10s));
+  auto again = guest->disk(spec.devid);
+  ASSERT_NO_THROW(again->connect());
+  ASSERT_EQ(again->write(0, frontend::pattern(3, 0, 8, 1)), 0);
+  again->close();
 }
 
 TEST(Lifecycle, ReleasedWhenTheFrontendDirectoryVanishes) {

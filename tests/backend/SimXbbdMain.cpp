@@ -8,6 +8,10 @@
 //   --sim-broker SOCKET  hypervisor: host a SimHypervisor here and let guests
 //                        in other processes attach their memory and event
 //                        channels through SOCKET
+//   --sim-hub SOCKET     hypervisor, instead of --sim-broker: mirror the one a
+//                        SimHypervisorHub at SOCKET shares with every backend
+//                        process (per-disk mode: the supervisor passes
+//                        --sim-store and --sim-hub on to each disk's process)
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -15,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/backend/SimHypervisorHub.hpp"
 #include "tests/frontend/SimParts.hpp"
 #include "tests/sim/guestmem/SimHypervisor.hpp"
 #include "tools/XbbdMain.hpp"
@@ -54,24 +59,35 @@ int main(int argc, char** argv) {
   std::string error;
   auto store_socket = take_option(args, "--sim-store", error);
   auto broker_socket = error.empty() ? take_option(args, "--sim-broker", error) : std::nullopt;
+  auto hub_socket = error.empty() ? take_option(args, "--sim-hub", error) : std::nullopt;
   const bool help = args.size() > 1 && (std::strcmp(args[1], "--help") == 0 || std::strcmp(args[1], "-h") == 0);
-  if (error.empty() && !help && (!store_socket || !broker_socket))
-    error = "--sim-store SOCKET and --sim-broker SOCKET are required";
+  if (error.empty() && !help && (!store_socket || !broker_socket == !hub_socket))
+    error = "--sim-store SOCKET and one of --sim-broker SOCKET, --sim-hub SOCKET are required";
+  for (size_t i = 1; error.empty() && broker_socket && i < args.size(); ++i) {
+    // The broker's hypervisor lives in this process: a disk's process could not reach it.
+    if (std::strcmp(args[i], "--per-disk") == 0) error = "--per-disk needs --sim-hub";
+  }
   if (!error.empty()) {
-    std::fprintf(stderr, "xbbd-sim: %s\nusage: xbbd-sim --sim-store SOCKET --sim-broker SOCKET [xbbd options]\n",
+    std::fprintf(stderr,
+                 "xbbd-sim: %s\nusage: xbbd-sim --sim-store SOCKET --sim-broker SOCKET|--sim-hub SOCKET [xbbd options]\n",
                  error.c_str());
     return 2;
   }
 
   xbb::tools::Adapters adapters;
   adapters.refuse_if_blkback_loaded = false;  // the host's xen-blkback cannot see a simulated store
-  adapters.open_hypervisor = [broker = broker_socket.value_or("")] {
-    // Created after xbbd_main blocked its signals, so the broker thread
-    // leaves SIGTERM/SIGHUP to xbbd's signal thread.
-    auto hypervisor = std::make_unique<xbb::sim::SimHypervisor>(0);
-    hypervisor->listen(broker);
-    return std::unique_ptr<xbb::ports::Hypervisor>(std::move(hypervisor));
-  };
+  if (hub_socket) {
+    adapters.open_hypervisor = [hub = *hub_socket] { return xbb::backendtest::join_hub(hub); };
+    adapters.child_args = {"--sim-store", store_socket.value_or(""), "--sim-hub", *hub_socket};
+  } else {
+    adapters.open_hypervisor = [broker = broker_socket.value_or("")] {
+      // Created after xbbd_main blocked its signals, so the broker thread
+      // leaves SIGTERM/SIGHUP to xbbd's signal thread (the hub mirror's too).
+      auto hypervisor = std::make_unique<xbb::sim::SimHypervisor>(0);
+      hypervisor->listen(broker);
+      return std::unique_ptr<xbb::ports::Hypervisor>(std::move(hypervisor));
+    };
+  }
   adapters.open_xenstore = [store = store_socket.value_or("")] {
     return xbb::frontend::parts::connect_store_socket(store, 0);
   };
