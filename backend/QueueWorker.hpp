@@ -77,7 +77,14 @@ class QueueWorker {
   void release_guest_resources();
   void handle_commands();
   void handle_event_channel();
-  void consume_ring();
+  // One pass over everything that can move without waiting; returns how many
+  // requests and completions it handled.
+  unsigned service(bool storage_signalled);
+  bool can_consume() const;
+  bool idle() const;
+  // Bounded busy-poll before sleeping (see run()); true when work showed up.
+  bool poll_for_work();
+  unsigned consume_ring();
   bool start_request(uint32_t slot);
   bool prepare_segments(Slot& slot);
   void release_segments(Slot& slot);
@@ -89,7 +96,7 @@ class QueueWorker {
   bool copy_list(List& list, ports::GrantCopySegment::Direction direction);
   bool copy_in(List& list);
   void copy_out(List& list);
-  void reap_storage();
+  unsigned reap_storage();
   void complete_list(uint32_t list, int result);
   void advance_barrier();
   void respond(uint32_t slot, int16_t status);
@@ -121,8 +128,11 @@ class QueueWorker {
   std::vector<ports::GrantCopySegment> copy_batch_;
   std::vector<storage::IoCompletion> completions_;
 
+  uint64_t spin_ns_ = 0;  // current busy-poll budget (adaptive, see run())
+
   UniqueFd epoll_;
   UniqueFd wakeup_;  // eventfd: commands from the control thread
+  std::atomic<bool> commands_pending_{false};  // set before wakeup_ is written
   std::mutex command_mutex_;
   bool stop_requested_ = false;          // guarded by command_mutex_
   std::optional<Tunables> new_tunables_; // guarded by command_mutex_

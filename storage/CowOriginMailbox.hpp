@@ -6,6 +6,7 @@
 
 #include <sys/uio.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <mutex>
@@ -24,6 +25,7 @@ class CowOriginMailbox {
     {
       std::lock_guard lock(mutex_);
       posted_.push_back({slot, result});
+      has_posts_.store(true, std::memory_order_release);
     }
     signal_.raise();
   }
@@ -41,15 +43,20 @@ class CowOriginMailbox {
         at += n;
       }
       posted_.push_back({slot, static_cast<int32_t>(data.size())});
+      has_posts_.store(true, std::memory_order_release);
     }
     signal_.raise();
   }
 
   // Owner thread: moves everything posted so far into `out` (appending).
+  // Without snapshots nothing is ever posted: one load, no lock. A post
+  // that races this check also raises the signal, so it is taken next time.
   void take(std::vector<IoCompletion>& out) {
+    if (!has_posts_.load(std::memory_order_acquire)) return;
     std::lock_guard lock(mutex_);
     out.insert(out.end(), posted_.begin(), posted_.end());
     posted_.clear();
+    has_posts_.store(false, std::memory_order_relaxed);
   }
 
   // Owner thread, from its destructor: nothing is delivered any more.
@@ -63,6 +70,7 @@ class CowOriginMailbox {
  private:
   std::mutex mutex_;
   std::vector<IoCompletion> posted_;  // tag = slot
+  std::atomic<bool> has_posts_{false};  // !posted_.empty(), readable without the lock
   bool closed_ = false;
   CompletionSignal signal_;
 };

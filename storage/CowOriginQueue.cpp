@@ -49,14 +49,14 @@ CowOriginQueue::~CowOriginQueue() {
 
 int CowOriginQueue::submit(const IoRequest& request) {
   if (free_.empty()) return -EAGAIN;
-  ValidatedRequest valid;
-  if (int err = validate_request(request, origin_.properties(), 0, valid)) return err;
   const uint32_t index = free_.back();
   Slot& slot = slots_[index];
   slot.request = request;
-  slot.bytes = valid.bytes;
   slot.modifies = modifies(request.op);
   if (!slot.modifies) {
+    // Reads and flushes pass straight through: the origin's own queue
+    // validates them (the same properties), so they are checked once.
+    slot.bytes = 0;
     slot.stage = Stage::Issued;
     IoRequest forwarded = request;
     forwarded.tag = index;
@@ -67,6 +67,9 @@ int CowOriginQueue::submit(const IoRequest& request) {
     free_.pop_back();
     return 0;
   }
+  ValidatedRequest valid;
+  if (int err = validate_request(request, origin_.properties(), 0, valid)) return err;
+  slot.bytes = valid.bytes;
   enter();  // the one atomic load of the write path
   free_.pop_back();
   int rc = 0;
@@ -158,10 +161,10 @@ size_t CowOriginQueue::reap(std::span<IoCompletion> out) {
   mailbox_->signal().clear();
   enter();
   // Writes whose copies are durable go to the origin now.
-  batch_.clear();
-  mailbox_->take(batch_);
+  copied_.clear();
+  mailbox_->take(copied_);
   bool issued = false;
-  for (const IoCompletion& copied : batch_) {
+  for (const IoCompletion& copied : copied_) {
     const auto index = static_cast<uint32_t>(copied.tag);
     if (index >= slots_.size() || slots_[index].stage != Stage::Copying) continue;
     if (int rc = issue(index)) {
@@ -172,7 +175,6 @@ size_t CowOriginQueue::reap(std::span<IoCompletion> out) {
   }
   if (issued) inner_->flush_submissions();
   // Finished origin I/O.
-  batch_.resize(depth_);
   for (;;) {
     const size_t got = inner_->reap(batch_);
     for (size_t i = 0; i < got; ++i) {

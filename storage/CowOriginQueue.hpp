@@ -24,6 +24,12 @@ class CowOriginQueue final : public StorageQueue {
   void flush_submissions() override { inner_->flush_submissions(); }
   int completion_fd() const override { return epoll_.get(); }
   size_t reap(std::span<IoCompletion> out) override;
+  // Besides finished I/O: a change of the origin's state word (a hold to
+  // acknowledge or release) needs a reap() too.
+  bool has_completions() const override {
+    return ready_head_ < ready_.size() || inner_->has_completions() ||
+           origin_.state_.load(std::memory_order_relaxed) != seen_state_;
+  }
   unsigned capacity() const override { return depth_; }
   unsigned in_flight() const override { return depth_ - static_cast<unsigned>(free_.size()); }
 
@@ -67,7 +73,8 @@ class CowOriginQueue final : public StorageQueue {
   std::deque<uint32_t> held_;
   std::vector<uint32_t> ready_;
   size_t ready_head_ = 0;
-  std::vector<IoCompletion> batch_;   // inner reaps and mailbox takes
+  std::vector<IoCompletion> batch_;   // inner reaps (depth_ long)
+  std::vector<IoCompletion> copied_;  // mailbox takes
   std::shared_ptr<const SnapshotList> list_;
   uint64_t seen_state_ = ~uint64_t{0};  // never a real state: the first sync reads the list
   bool holding_ = false;

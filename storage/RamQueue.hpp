@@ -21,6 +21,7 @@ class RamQueue final : public StorageQueue {
   void flush_submissions() override {}
   int completion_fd() const override { return signal_.fd(); }
   size_t reap(std::span<IoCompletion> out) override;
+  bool has_completions() const override { return head_ < done_.size(); }
   unsigned capacity() const override { return depth_; }
   unsigned in_flight() const override { return static_cast<unsigned>(done_.size() - head_); }
 

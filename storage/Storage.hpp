@@ -58,6 +58,10 @@ class StorageQueue {
   virtual int completion_fd() const = 0;
   // Non-blocking: moves finished requests into `out`, returns how many.
   virtual size_t reap(std::span<IoCompletion> out) = 0;
+  // For callers that poll before sleeping: true when reap() has something to
+  // return now. Cheap (no system call, no lock). A queue that cannot tell
+  // cheaply says false; completion_fd() stays the authority either way.
+  virtual bool has_completions() const { return false; }
   virtual unsigned capacity() const = 0;
   virtual unsigned in_flight() const = 0;
 };

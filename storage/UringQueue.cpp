@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <linux/magic.h>
+#include <sys/uio.h>
+#include <sys/vfs.h>
 
 #include <cerrno>
 #include <cstring>
@@ -20,6 +23,39 @@ constexpr unsigned kMaxRetries = 16;
 
 bool uses_discard_thread(IoOp op, DiscardMethod method) {
   return (op == IoOp::Discard || op == IoOp::SecureDiscard) && method == DiscardMethod::BlockIoctl;
+}
+
+// What is left of `iov` once `skip` bytes moved.
+void remaining_iovecs(const iovec* iov, unsigned iovcnt, uint64_t skip, std::vector<iovec>& out) {
+  out.clear();
+  for (unsigned i = 0; i < iovcnt; ++i) {
+    iovec v = iov[i];
+    if (skip >= v.iov_len) {
+      skip -= v.iov_len;
+      continue;
+    }
+    v.iov_base = static_cast<char*>(v.iov_base) + skip;
+    v.iov_len -= skip;
+    skip = 0;
+    out.push_back(v);
+  }
+}
+
+// See "Memory-backed files" in UringQueue.hpp: a tmpfs/ramfs file that
+// refuses RWF_NOWAIT, probed with one small read at offset 0.
+bool wants_inline_io(int fd, const Properties& p) {
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) != 0) return false;
+  if (fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC) return false;
+  const size_t length = p.logical_block_size;
+  if (p.size_bytes < length) return false;
+  void* buffer = nullptr;
+  if (::posix_memalign(&buffer, 4096, length) != 0) return false;
+  iovec v{buffer, length};
+  const ssize_t rc = ::preadv2(fd, &v, 1, 0, RWF_NOWAIT);
+  const int error = errno;
+  std::free(buffer);
+  return rc < 0 && error == EOPNOTSUPP;
 }
 
 }  // namespace
@@ -46,6 +82,11 @@ UringQueue::UringQueue(UringQueueConfig config, unsigned depth)
   slots_.resize(depth);
   free_slots_.reserve(depth);
   for (uint32_t i = depth; i > 0; --i) free_slots_.push_back(i - 1);
+  inline_io_ = wants_inline_io(config_.fd, config_.properties);
+  if (inline_io_) {
+    inline_done_.reserve(depth);
+    spdlog::debug("{}: memory-backed file without non-blocking I/O: reads and writes run inline", config_.name);
+  }
 }
 
 UringQueue::~UringQueue() {
@@ -76,6 +117,20 @@ int UringQueue::submit(const IoRequest& request) {
       config_.discard == DiscardMethod::None)
     return -EOPNOTSUPP;
   if (in_flight_ >= depth_) return -EAGAIN;
+
+  if (inline_io_ && (request.op == IoOp::Read || request.op == IoOp::Write)) {
+    if (inline_head_ == inline_done_.size()) {
+      inline_done_.clear();
+      inline_head_ = 0;
+    }
+    inline_done_.push_back({request.tag, transfer_inline(request, valid.bytes)});
+    ++in_flight_;
+    if (!inline_signalled_) {
+      signal_.raise();
+      inline_signalled_ = true;
+    }
+    return 0;
+  }
 
   const uint32_t index = free_slots_.back();
   Slot& slot = slots_[index];
@@ -112,9 +167,44 @@ void UringQueue::flush_submissions() {
   }
 }
 
+// Same contract as the io_uring path: the whole transfer or an error, never
+// a short success.
+int32_t UringQueue::transfer_inline(const IoRequest& request, uint64_t bytes) {
+  const bool read = request.op == IoOp::Read;
+  const iovec* iov = request.iov;
+  unsigned iovcnt = request.iovcnt;
+  std::vector<iovec> rest;  // only after a short transfer
+  uint64_t done = 0;
+  unsigned retries = 0;
+  while (done < bytes) {
+    const off_t at = static_cast<off_t>(request.offset + done);
+    const ssize_t n = read ? ::preadv(config_.fd, iov, static_cast<int>(iovcnt), at)
+                           : ::pwritev(config_.fd, iov, static_cast<int>(iovcnt), at);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN) && retries++ < kMaxRetries) continue;
+    if (n < 0) return -errno;
+    if (n == 0) {
+      spdlog::warn("{}: {} at offset {} made no progress after {} of {} bytes; failing it with EIO", config_.name,
+                   read ? "read" : "write", request.offset, done, bytes);
+      return -EIO;
+    }
+    done += static_cast<uint64_t>(n);
+    if (done < bytes) {
+      remaining_iovecs(request.iov, request.iovcnt, done, rest);
+      iov = rest.data();
+      iovcnt = static_cast<unsigned>(rest.size());
+    }
+  }
+  return static_cast<int32_t>(bytes);
+}
+
 size_t UringQueue::reap(std::span<IoCompletion> out) {
   signal_.clear();  // before looking, so a completion arriving later re-arms it
   size_t n = 0;
+  inline_signalled_ = false;
+  while (n < out.size() && inline_head_ < inline_done_.size()) {
+    out[n++] = inline_done_[inline_head_++];
+    --in_flight_;
+  }
   while (n < out.size()) {
     io_uring_cqe* cqe = nullptr;
     if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) break;
@@ -142,10 +232,15 @@ size_t UringQueue::reap(std::span<IoCompletion> out) {
     resubmit_pending_ = submit_failed_ = false;
     flush_submissions();
   }
-  const bool more = io_uring_cq_ready(&ring_) > 0 || discard_done_head_ < discard_done_.size() ||
-                    (discard_thread_ && discard_thread_->has_done());
+  const bool more = has_completions();
   if (more) signal_.raise();
+  if (inline_head_ < inline_done_.size()) inline_signalled_ = true;
   return n;
+}
+
+bool UringQueue::has_completions() const {
+  return inline_head_ < inline_done_.size() || io_uring_cq_ready(&ring_) > 0 ||
+         discard_done_head_ < discard_done_.size() || (discard_thread_ && discard_thread_->has_done());
 }
 
 io_uring_sqe* UringQueue::next_sqe() {
@@ -187,19 +282,7 @@ bool UringQueue::prepare_remainder(uint32_t index) {
   io_uring_sqe* sqe = next_sqe();
   if (sqe == nullptr) return false;
   Slot& slot = slots_[index];
-  slot.remainder.clear();
-  uint64_t skip = slot.done;
-  for (unsigned i = 0; i < slot.iovcnt; ++i) {
-    iovec v = slot.iov[i];
-    if (skip >= v.iov_len) {
-      skip -= v.iov_len;
-      continue;
-    }
-    v.iov_base = static_cast<char*>(v.iov_base) + skip;
-    v.iov_len -= skip;
-    skip = 0;
-    slot.remainder.push_back(v);
-  }
+  remaining_iovecs(slot.iov, slot.iovcnt, slot.done, slot.remainder);
   const auto count = static_cast<unsigned>(slot.remainder.size());
   const uint64_t offset = slot.offset + slot.done;
   if (slot.op == IoOp::Read)

@@ -11,6 +11,14 @@
 // - Discard is IORING_OP_FALLOCATE(PUNCH_HOLE|KEEP_SIZE) for files, or the
 //   BLKDISCARD/BLKSECDISCARD ioctl on a helper thread for block devices (see
 //   BlockDiscardThread.hpp).
+// - Memory-backed files (tmpfs, ramfs) whose file system cannot do
+//   non-blocking I/O (RWF_NOWAIT is refused, as tmpfs refuses it up to at
+//   least Linux 6.18) are read and written inline, with preadv/pwritev inside
+//   submit(), like RamStorage. io_uring would send every such request to an
+//   io-wq kernel thread (it cannot try it inline without FMODE_NOWAIT), and
+//   that hand-off costs more than the copy; the copy itself never waits for
+//   a device. Completions still wait for reap(), signalled through
+//   completion_fd() as usual. Flush and discard keep using io_uring.
 // IORING_SETUP_SINGLE_ISSUER is deliberately not used: it binds the ring to the
 // thread that creates it, and queues are often opened on the control thread and
 // then handed to their worker.
@@ -54,8 +62,11 @@ class UringQueue final : public StorageQueue {
   void flush_submissions() override;
   int completion_fd() const override { return signal_.fd(); }
   size_t reap(std::span<IoCompletion> out) override;
+  bool has_completions() const override;
   unsigned capacity() const override { return depth_; }
   unsigned in_flight() const override { return in_flight_; }
+  // Whether Read/Write run inline (see above); decided at construction.
+  bool inline_io() const { return inline_io_; }
 
  private:
   struct Slot {
@@ -78,6 +89,7 @@ class UringQueue final : public StorageQueue {
   bool on_cqe(uint32_t index, int res, IoCompletion& out);
   IoCompletion finish(uint32_t index, int32_t result);
   BlockDiscardThread& discard_thread();
+  int32_t transfer_inline(const IoRequest& request, uint64_t bytes);
 
   UringQueueConfig config_;
   unsigned depth_;
@@ -89,6 +101,10 @@ class UringQueue final : public StorageQueue {
   unsigned ring_ops_ = 0;  // in-flight requests that live in the io_uring
   bool resubmit_pending_ = false;
   bool submit_failed_ = false;
+  bool inline_io_ = false;
+  std::vector<IoCompletion> inline_done_;  // [inline_head_, end) await reap()
+  size_t inline_head_ = 0;
+  bool inline_signalled_ = false;           // one eventfd write per reap cycle
   std::vector<BlockDiscardThread::Done> discard_done_;
   size_t discard_done_head_ = 0;
   std::unique_ptr<BlockDiscardThread> discard_thread_;  // declared last: joined first

@@ -28,7 +28,7 @@ prints both side by side with the ratio xbbd/fio.
                     the bytes to move
   --ring-order N    ring page order (default: smallest ring holding iodepth)
   --direct auto|1|0 O_DIRECT for fio and xbbd's file storage (default auto:
-                    on when the file system allows it; tmpfs does not)
+                    on when the file system allows it; tmpfs does from Linux 6.6)
   --no-persistent   do not use persistent grants (grant copy for every page)
   --copy-data       the frontend copies read data out of its pages like the
                     tests do (default: lean, it does not)

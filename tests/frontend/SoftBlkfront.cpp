@@ -217,7 +217,7 @@ void SoftBlkfront::teardown_queues() {
   for (auto& q : queues_) {
     for (auto& shadow : q.shadow) {
       if (shadow.in_use) end_request_grants(q, shadow);
-      shadow = Shadow{};
+      shadow.reset();
     }
     q.ring.reset();
     q.mapping = RingMapping();
@@ -332,7 +332,7 @@ std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
   Queue& queue = queues_[q];
   const uint32_t id = queue.free_ids.back();
   Shadow& shadow = queue.shadow[id];
-  shadow = Shadow{};
+  shadow.reset();
   shadow.kind = request.kind;
 
   ring::Request req{};
@@ -371,7 +371,11 @@ std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
     }
     shadow.data_pages.push_back(page);
     shadow.pooled.push_back(pooled);
-    if (!pooled) shadow.grants.push_back(ref);
+    if (pooled) {
+      shadow.pool_pages.emplace_back(page, ref);
+    } else {
+      shadow.grants.push_back(ref);
+    }
     shadow.segments.push_back(seg);
     done += count;
   }
@@ -379,24 +383,30 @@ std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
 
   // Misbehaviour that changes segments (after every grant was made, so a
   // revoked ref cannot be handed out again inside this request).
-  std::vector<ring::Segment> segments = shadow.segments;
-  switch (request.misbehaviour) {
-    case Misbehaviour::FirstAfterLast:
-      if (!segments.empty()) segments[0].first_sect = 5, segments[0].last_sect = 2;
-      break;
-    case Misbehaviour::LastBeyondPage:
-      if (!segments.empty()) segments[0].first_sect = 0, segments[0].last_sect = 8;
-      break;
-    case Misbehaviour::WrongDomainGrant:
-      if (!segments.empty()) {
+  std::vector<ring::Segment> altered;  // only built for misbehaviour (no copy per request)
+  const std::vector<ring::Segment>* sent = &shadow.segments;
+  if (!shadow.segments.empty()) {
+    switch (request.misbehaviour) {
+      case Misbehaviour::FirstAfterLast:
+        altered = shadow.segments;
+        altered[0].first_sect = 5, altered[0].last_sect = 2;
+        break;
+      case Misbehaviour::LastBeyondPage:
+        altered = shadow.segments;
+        altered[0].first_sect = 0, altered[0].last_sect = 8;
+        break;
+      case Misbehaviour::WrongDomainGrant:
+        altered = shadow.segments;
         memory_.revoke(shadow.grants[0]);
         shadow.grants[0] = memory_.grant(shadow.data_pages[0], kForeignDomain, !backend_writes);
-        segments[0].gref = shadow.grants[0];
-      }
-      break;
-    default:
-      break;
+        altered[0].gref = shadow.grants[0];
+        break;
+      default:
+        break;
+    }
+    if (!altered.empty()) sent = &altered;
   }
+  const std::vector<ring::Segment>& segments = *sent;
 
   if (indirect) {
     req.indirect = true;
@@ -407,7 +417,8 @@ std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
     req.nr_segments = static_cast<uint16_t>(claimed);
     const unsigned pages = std::min(ring::indirect_pages_for(claimed), ring::kMaxIndirectPages);
     req.nr_indirect_pages = static_cast<uint8_t>(pages);
-    std::vector<std::byte> image(pages * kPage);
+    std::vector<std::byte>& image = indirect_image_;
+    image.assign(pages * kPage, std::byte{0});
     if (request.misbehaviour == Misbehaviour::GarbageIndirect) {
       std::mt19937 rng(0xbadc0de + id);
       for (auto& b : image) b = static_cast<std::byte>(rng());
@@ -439,7 +450,7 @@ std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
   shadow.expected_operation = req.wire_operation;  // for INDIRECT, the indirect_op
   if (!queue.ring->push_request(req)) {
     end_request_grants(queue, shadow);
-    shadow = Shadow{};
+    shadow.reset();
     throw std::logic_error("softblkfront: the request does not encode");
   }
   queue.free_ids.pop_back();
@@ -464,17 +475,25 @@ void SoftBlkfront::end_request_grants(Queue& queue, Shadow& shadow) {
     memory_.free_page(shadow.indirect_pages[i]);
   }
   // Pool pages go back to the pool (still granted).
-  for (size_t i = 0; i < shadow.data_pages.size(); ++i) {
-    if (!shadow.pooled[i]) continue;
-    for (auto& p : queue.pool_all) {
-      if (p.first == shadow.data_pages[i]) {
-        queue.pool_free.push_back(p);
-        break;
-      }
-    }
-  }
+  queue.pool_free.insert(queue.pool_free.end(), shadow.pool_pages.begin(), shadow.pool_pages.end());
+  shadow.pool_pages.clear();
   shadow.grants.clear();
   shadow.indirect_grants.clear();
+}
+
+void SoftBlkfront::Shadow::reset() {
+  in_use = false;
+  handle = 0;
+  expected_operation = 0;
+  kind = BlkRequest::Kind::Read;
+  data_pages.clear();
+  grants.clear();
+  pooled.clear();
+  pool_pages.clear();
+  segments.clear();
+  indirect_pages.clear();
+  indirect_grants.clear();
+  read_bytes = 0;
 }
 
 void SoftBlkfront::process_queue(unsigned q, std::vector<BlkCompletion>& out) {
@@ -507,7 +526,7 @@ void SoftBlkfront::process_queue(unsigned q, std::vector<BlkCompletion>& out) {
         }
       }
       end_request_grants(queue, shadow);
-      shadow = Shadow{};
+      shadow.reset();
       queue.free_ids.push_back(static_cast<uint32_t>(rsp.id));
       --in_flight_;
       out.push_back(std::move(done));
@@ -532,7 +551,9 @@ bool SoftBlkfront::wait_for_events(milliseconds timeout) {
 }
 
 std::vector<BlkCompletion> SoftBlkfront::poll(milliseconds timeout) {
-  std::vector<BlkCompletion> out(std::make_move_iterator(stash_.begin()), std::make_move_iterator(stash_.end()));
+  std::vector<BlkCompletion> out;
+  out.reserve(in_flight_ + stash_.size());  // one allocation, not one per doubling
+  out.assign(std::make_move_iterator(stash_.begin()), std::make_move_iterator(stash_.end()));
   stash_.clear();
   const auto deadline = Clock::now() + timeout;
   for (;;) {

@@ -183,10 +183,15 @@ class SoftBlkfront {
     std::vector<uint32_t> data_pages;      // page per segment
     std::vector<ports::GrantRef> grants;   // grants to end at completion (not persistent)
     std::vector<bool> pooled;              // data page belongs to the persistent pool
+    std::vector<std::pair<uint32_t, ports::GrantRef>> pool_pages;  // to give back to the pool
     std::vector<ring::Segment> segments;   // as sent (for copying reads out)
     std::vector<uint32_t> indirect_pages;
     std::vector<ports::GrantRef> indirect_grants;
     uint32_t read_bytes = 0;
+    // Back to "unused", keeping the vectors' memory: a shadow is reused for
+    // every request of its id, and the frontend is part of what benchmarks
+    // measure.
+    void reset();
   };
   struct Queue {
     RingMapping mapping;
@@ -234,6 +239,7 @@ class SoftBlkfront {
   uint64_t next_handle_ = 1;
   size_t in_flight_ = 0;
   std::deque<BlkCompletion> stash_;
+  std::vector<std::byte> indirect_image_;  // scratch for encoding indirect pages
   std::vector<std::string> violations_;
 };
 
