@@ -186,6 +186,7 @@ applies() { # backend scenario
   case $2 in
   roundtrip-ram | missing-target) [ "$1" = xbbd ] ;;
   discard) [ "$1" != qdisk ] ;;
+  per-disk) [ "$1" = xbbd ] && case " $XBBD_ARGS " in *" --per-disk "*) true ;; *) false ;; esac ;;
   *) return 0 ;;
   esac
 }
@@ -299,7 +300,7 @@ sc_lifecycle() {
     ndisks=$((ndisks + 1)) args="$args xbblab.ram=1"
   fi
   if [ -z "$lo" ] || ! guest_create "$name" small lifecycle "$disks" "$args"; then
-    for s in roundtrip-file roundtrip-loop discard roundtrip-ram attach-detach reboot; do
+    for s in roundtrip-file roundtrip-loop discard roundtrip-ram per-disk attach-detach reboot; do
       wanted "$b" $s && result "$b" $s FAIL "xl create failed (or losetup)"
     done
     [ -n "$lo" ] && losetup -d "$lo"
@@ -323,6 +324,8 @@ sc_lifecycle() {
     result_of "$b" roundtrip-ram "$out"
     [ "${out%% *}" = PASS ] || dump_guest "$name"
   fi
+
+  wanted "$b" per-disk && result_of "$b" per-disk "$(check_per_disk "$ndisks")"
 
   if [ $hp = 1 ]; then
     dd if=/dev/urandom of="$c" bs=1M count=4 2>/dev/null
@@ -388,6 +391,24 @@ sc_lifecycle() {
   if shutdown_guest "$name" 90; then record_shutdown "$name" ok; else record_shutdown "$name" fail; fi
   losetup -d "$lo" 2>/dev/null
   rm -f "$a" "$bimg" "$dimg" "$rimg"
+}
+
+# xbbd --per-disk: the supervisor must list every disk of the running guest, each served by
+# a process of its own (distinct pids that are alive), and say it is in per-disk mode.
+check_per_disk() { # number of disks the guest has
+  local l pids n p
+  l=$(xbbctl --json list 2>&1)
+  echo "$l" | grep -q '"per_disk": *true' || { echo "FAIL xbbctl list does not report per-disk mode: $(echo "$l" | head -c 200)"; return; }
+  pids=$(echo "$l" | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p' | sort -u)
+  n=$(echo "$pids" | grep -c .)
+  for p in $pids; do
+    kill -0 "$p" 2>/dev/null || { echo "FAIL process $p listed by the supervisor is not running"; return; }
+  done
+  if [ "$n" -ge "$1" ]; then
+    echo "PASS $1 disks served by $n processes of their own (pids $(echo $pids))"
+  else
+    echo "FAIL $1 disks but $n serving processes: $(echo "$l" | tr -d '\n' | head -c 300)"
+  fi
 }
 
 # A disk whose target does not exist: `xl create` must fail quickly (block-xbbd checks the
@@ -547,7 +568,8 @@ run_all() {
       # First: a failed create must leave the backend able to serve the guests after it.
       wanted "$b" missing-target && run_scenario "$b" missing-target sc_missing_target "$b"
       if selected roundtrip-file || selected roundtrip-loop || selected attach-detach ||
-        selected reboot || selected shutdown || wanted "$b" discard || wanted "$b" roundtrip-ram; then
+        selected reboot || selected shutdown || wanted "$b" discard || wanted "$b" roundtrip-ram ||
+        wanted "$b" per-disk; then
         run_scenario "$b" lifecycle sc_lifecycle "$b"
       fi
       selected fio-verify && run_scenario "$b" fio-verify sc_fio_verify "$b"
