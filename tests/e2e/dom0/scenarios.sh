@@ -478,11 +478,11 @@ sc_shutdown() {
   esac
 }
 
-# One fio guest per backend on the same image; the host prints the table.
 # user + nice + system + irq + softirq of all dom0 CPUs, in clock ticks (USER_HZ: 100 on x86).
 dom0_busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8; exit}' /proc/stat; }
 
-# In demo mode xbbd's guest first runs the verified workload (guest/verify.fio).
+# One fio guest per backend on the same image; the host prints the table. In demo mode
+# xbbd's guest first runs the verified workload (guest/verify.fio).
 bench_backend() {
   local verify=0 limit=$((BENCH_RUNTIME * 3 * 3 + 120)) v
   b=$1 name=bench-$1 img=$IMG/bench.img
