@@ -196,6 +196,10 @@ namespace {
 // queue whose frontend is slower than the budget stops spinning.
 constexpr uint64_t kMaxSpinNs = 50'000;
 constexpr uint64_t kMinSpinNs = 4'000;
+// While consuming a batch, answer what storage has completed every this many
+// requests (see consume_ring): measured with xbb-bench 4 KiB random reads from
+// tmpfs, it turned ping-pong between frontend and worker into a pipeline.
+constexpr unsigned kAnswerEvery = 8;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -342,6 +346,13 @@ unsigned QueueWorker::consume_ring() {
       stats_.resource_shortages.add();
       dispatch_open_list(true);
       return consumed;
+    }
+    // Storage that completes at submit (RAM, files on tmpfs) would otherwise
+    // have its answers wait for the whole batch: answer every few requests,
+    // so the frontend refills the ring while the rest are being served.
+    if ((consumed % kAnswerEvery) == 0 && setup_.storage->has_completions()) {
+      reap_storage();
+      push_responses();
     }
   }
 }
