@@ -201,9 +201,8 @@ int Daemon::run() {
     if (stopping_ && vbds_.empty()) return 0;
     if (options_.only_domain && ((served_any_ && vbds_.empty()) || refused_single_)) return refused_single_ ? 1 : 0;
 
-    int n = ::epoll_wait(epoll_.fd(), events.data(), static_cast<int>(events.size()), -1);
+    const int n = epoll_.wait(events, -1);
     if (n < 0) {
-      if (errno == EINTR) continue;
       spdlog::error("xbbd: epoll_wait: {}", std::strerror(errno));
       return 1;
     }

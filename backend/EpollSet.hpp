@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <system_error>
 
 #include "backend/UniqueFd.hpp"
@@ -32,6 +33,12 @@ class EpollSet {
     }
   }
   void remove(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+  // epoll_wait: the number of events (0 when a signal interrupted it), or -1
+  // with errno set when waiting itself failed.
+  int wait(std::span<epoll_event> events, int timeout_ms) {
+    const int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
+    return n < 0 && errno == EINTR ? 0 : n;
+  }
   // What ControlServer::on_ready wants for its connections.
   std::function<void(int, bool)> control_watcher() {
     return [this](int fd, bool add_it) {

@@ -297,9 +297,8 @@ int Supervisor::run() {
     }
     if (!stopping_) restart_due();
 
-    int n = ::epoll_wait(epoll_.fd(), events.data(), static_cast<int>(events.size()), next_timeout_ms());
+    const int n = epoll_.wait(events, next_timeout_ms());
     if (n < 0) {
-      if (errno == EINTR) continue;
       spdlog::error("xbbd: epoll_wait: {}", std::strerror(errno));
       return 1;
     }
