@@ -521,7 +521,7 @@ bench_backend() {
     [ -n "$c0" ] && lab BENCHCPU "$b" "$(awk -v a="$c0" -v b="$c1" -v hz=100 'BEGIN {printf "%.1f", (b - a) / hz}')" "$(elapsed "$t0")"
     [ "$b" = xbbd ] && xbbctl --json stats >/lab/out/dom0/xbbd-bench-stats.json 2>&1
     n=0
-    for l in $(grep -a '^XBBG BENCH ' "$CON/guest-$name.log" | tr -d '\r' | awk '{print $3 ":" $4 ":" $5}'); do
+    for l in $(grep -a '^XBBG BENCH ' "$CON/guest-$name.log" | tr -d '\r' | awk '{print $3 ":" $4 ":" $5 ":" $6 ":" $7 ":" $8 ":" $9 ":" $10}'); do
       lab BENCH "$b" $(echo "$l" | tr ':' ' ')
       n=$((n + 1))
     done
