@@ -30,6 +30,8 @@ prints both side by side with the ratio xbbd/fio.
   --direct auto|1|0 O_DIRECT for fio and xbbd's file storage (default auto:
                     on when the file system allows it; tmpfs does from Linux 6.6)
   --no-persistent   do not use persistent grants (grant copy for every page)
+  --set NAME=VALUE  an xbbd tunable for the device, as `xbbctl set` takes it
+                    (e.g. notify_batch=0); may be repeated
   --copy-data       the frontend copies read data out of its pages like the
                     tests do (default: lean, it does not)
   --prefill / --no-prefill
@@ -145,6 +147,11 @@ std::optional<BenchJob> parse_bench_args(const std::vector<std::string>& args) {
       else throw std::invalid_argument("--direct: auto, 1 or 0");
     } else if (name == "--no-persistent") {
       job.persistent_grants = false;
+    } else if (name == "--set") {
+      const std::string v = arg();
+      const auto eq = v.find('=');
+      if (eq == std::string::npos) throw std::invalid_argument("--set: NAME=VALUE, not '" + v + "'");
+      if (auto error = job.tunables.set(v.substr(0, eq), v.substr(eq + 1))) throw std::invalid_argument("--set: " + *error);
     } else if (name == "--copy-data") {
       job.lean_frontend = false;
     } else if (name == "--prefill") {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "backend/Tunables.hpp"
+
 namespace xbb::bench {
 
 enum class Pattern { Read, Write, RandRead, RandWrite, RandRW };
@@ -30,6 +32,7 @@ struct BenchJob {
   std::optional<unsigned> ring_page_order;  // default: smallest ring that holds iodepth
   DirectMode direct = DirectMode::Auto;
   bool persistent_grants = true;
+  backend::Tunables tunables;      // xbbd's per-device tunables (--set)
   bool lean_frontend = true;       // the frontend skips copying read data out (see SoftBlkfront)
   std::optional<bool> prefill;     // write the region before measuring (default: for ram: targets)
   bool run_fio = true;

@@ -34,6 +34,7 @@ nlohmann::json job_json(const BenchJob& j) {
                         {"size", j.size},           {"persistent_grants", j.persistent_grants},
                         {"lean_frontend", j.lean_frontend}, {"seed", j.seed}};
   if (j.pattern == Pattern::RandRW) out["rwmixread"] = j.rwmixread;
+  for (const auto& [name, value] : j.tunables.list()) out["tunables"][name] = value;
   return out;
 }
 
@@ -69,6 +70,9 @@ std::string format_table(const Comparison& c) {
                      "frontend {}\n",
                      c.xbbd.ring_page_order, c.xbbd.persistent ? "yes" : "no",
                      j.lean_frontend ? "lean (does not copy data)" : "copies data like the tests");
+  std::string tunables;
+  for (const auto& [name, value] : j.tunables.list()) tunables += fmt::format(" {}={}", name, value);
+  out += fmt::format("  xbbd tunables:{}\n", tunables);
   out += fmt::format("  host: {}\n\n", c.host_note);
   out += fmt::format("  {:<20} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}\n", "", "IOPS", "MiB/s", "mean us",
                      "p50 us", "p99 us", "p99.9 us", "CPU us/req", "front us/req");

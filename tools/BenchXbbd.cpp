@@ -125,6 +125,7 @@ XbbdRun run_xbbd(const BenchJob& job, bool direct_io) {
   options.vbd.max_queues = job.queues;
   options.vbd.direct_io = direct_io;
   options.vbd.persistent_grants = job.persistent_grants;
+  options.vbd.tunables = job.tunables;
   // Enough persistent grants and bounce pages for the whole working set, so
   // a run measures the steady state rather than running out of either.
   options.vbd.persistent_grants_per_queue = std::max(options.vbd.persistent_grants_per_queue, working_set + 64);
