@@ -95,6 +95,7 @@ QueueWorker::QueueWorker(QueueSetup setup)
   copy_batch_.reserve(ring::kMaxSegments * 4);
   completions_.resize(64);
   mapped_pages_.store(setup_.ring_pages, std::memory_order_relaxed);
+  apply_tunables(tunables_);
   if (setup_.persistent_grants) {
     persistent_ = std::make_unique<PersistentGrants>(*setup_.grants, setup_.frontend, setup_.persistent_grant_capacity);
   }
@@ -175,9 +176,16 @@ void QueueWorker::handle_commands() {
   std::lock_guard lock(command_mutex_);
   if (stop_requested_) stopping_ = true;
   if (new_tunables_) {
-    tunables_ = *new_tunables_;
+    apply_tunables(*new_tunables_);
     new_tunables_.reset();
   }
+}
+
+void QueueWorker::apply_tunables(const Tunables& tunables) {
+  tunables_ = tunables;
+  moderation_.configure(tunables.notify_batch, uint64_t{tunables.notify_delay_us} * 1000);
+  // Whatever was held under the old settings goes out now.
+  if (moderation_.flush()) notify_frontend();
 }
 
 void QueueWorker::handle_event_channel() {
@@ -226,10 +234,13 @@ unsigned QueueWorker::service(bool storage_signalled) {
   // Storage completions first: they free slots, bounce pages and storage
   // depth for the requests consumed next.
   if (storage_signalled || lists_in_storage_ != 0 || setup_.storage->has_completions()) work += reap_storage();
-  work += consume_ring();
+  const unsigned consumed = consume_ring();
+  if (consumed != 0) moderation_.on_requests(last_request_ns_);
+  work += consumed;
   setup_.storage->flush_submissions();
   // One notification for everything answered in this pass.
   push_responses();
+  if (moderation_.holding() && (stopping_ ? moderation_.flush() : moderation_.due(now_ns()))) notify_frontend();
   return work;
 }
 
@@ -242,8 +253,23 @@ bool QueueWorker::poll_for_work() {
     if (lists_in_storage_ != 0 && setup_.storage->has_completions()) return true;
     if (commands_pending_.load(std::memory_order_relaxed)) return true;
     cpu_relax();
-    if ((++checks & 15) == 0 && now_ns() >= deadline) return false;
+    if ((++checks & 15) == 0) {
+      const uint64_t now = now_ns();
+      if (moderation_.holding() && now >= moderation_.deadline_ns()) return true;
+      if (now >= deadline) return false;
+    }
   }
+}
+
+int QueueWorker::wait_for_events(epoll_event* events, int max_events) {
+  if (!moderation_.holding()) return ::epoll_wait(epoll_.get(), events, max_events, -1);
+  const uint64_t now = now_ns();
+  const uint64_t left = moderation_.deadline_ns() > now ? moderation_.deadline_ns() - now : 0;
+  const timespec timeout{static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
+  const int n = ::epoll_pwait2(epoll_.get(), events, max_events, &timeout, nullptr);
+  if (n >= 0 || errno != ENOSYS) return n;
+  // Kernels before 5.11: millisecond resolution, rounded up.
+  return ::epoll_wait(epoll_.get(), events, max_events, static_cast<int>((left + 999'999) / 1'000'000));
 }
 
 void QueueWorker::run() {
@@ -276,18 +302,22 @@ void QueueWorker::run() {
     // About to sleep: ask the frontend for an event on its next request
     // (req_event), closing the race with one produced meanwhile.
     if (can_consume() && ring_->final_check_for_requests()) continue;
-    int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), -1);
+    int n = wait_for_events(events.data(), static_cast<int>(events.size()));
     if (n < 0 && errno != EINTR) {
       spdlog::error("{}: epoll_wait: {}", setup_.name, std::strerror(errno));
       break;
     }
     woke = true;
     for (int i = 0; i < n; ++i) {
-      if (events[i].data.fd == setup_.events->fd()) evtchn_signalled = true;
+      if (events[i].data.fd == setup_.events->fd()) {
+        evtchn_signalled = true;
+        stats_.notifications_received.add();
+      }
       if (events[i].data.fd == setup_.storage->completion_fd()) storage_signalled = true;
     }
   }
   push_responses();
+  if (moderation_.flush()) notify_frontend();
   release_guest_resources();
   spdlog::debug("{}: worker stopped", setup_.name);
   stopped_.store(true, std::memory_order_release);
@@ -337,7 +367,7 @@ unsigned QueueWorker::consume_ring() {
       return consumed;
     }
     ++consumed;
-    slot.start_ns = now_ns();
+    slot.start_ns = last_request_ns_ = now_ns();
     stats_.received[static_cast<size_t>(stat_op(slot.req))].add();
     stats_.in_flight.add();
     if (!start_request(s)) {
@@ -815,7 +845,20 @@ void QueueWorker::respond(uint32_t s, int16_t status) {
 void QueueWorker::push_responses() {
   if (!responses_pending_) return;
   responses_pending_ = false;
-  if (ring_->push_responses_and_check_notify()) setup_.events->notify(setup_.port);
+  const uint32_t published = ring_->unpublished();
+  const bool asked = ring_->push_responses_and_check_notify();
+  if (!moderation_.active() || (!asked && !moderation_.holding())) {
+    if (asked) notify_frontend();
+    return;
+  }
+  const bool was_holding = moderation_.holding();
+  if (moderation_.on_publish(asked, published, ring_->frontend_outstanding(), now_ns())) notify_frontend();
+  if (!was_holding && moderation_.holding()) stats_.notifications_held.add();
+}
+
+void QueueWorker::notify_frontend() {
+  setup_.events->notify(setup_.port);
+  stats_.notifications_sent.add();
 }
 
 }  // namespace xbb::backend

@@ -6,6 +6,8 @@
 // storage and answers every request. Nothing on this path takes a lock.
 #pragma once
 
+#include <sys/epoll.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "backend/BufferPool.hpp"
+#include "backend/NotifyModeration.hpp"
 #include "backend/PersistentGrants.hpp"
 #include "backend/Statistics.hpp"
 #include "backend/Tunables.hpp"
@@ -101,6 +104,10 @@ class QueueWorker {
   void advance_barrier();
   void respond(uint32_t slot, int16_t status);
   void push_responses();
+  void notify_frontend();
+  void apply_tunables(const Tunables& tunables);
+  // Sleeps in epoll until an event, or until a held notification is due.
+  int wait_for_events(epoll_event* events, int max_events);
   uint32_t alloc_list(storage::IoOp op);
   void free_list(uint32_t list);
   int16_t status_for(int storage_result);
@@ -125,6 +132,8 @@ class QueueWorker {
   uint32_t flushes_seen_ = 0;
   bool ring_halted_ = false;
   bool responses_pending_ = false;
+  NotifyModeration moderation_;
+  uint64_t last_request_ns_ = 0;  // when the last request was consumed
   std::vector<ports::GrantCopySegment> copy_batch_;
   std::vector<storage::IoCompletion> completions_;
 

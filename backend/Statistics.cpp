@@ -34,6 +34,9 @@ StatsSnapshot& StatsSnapshot::operator+=(const StatsSnapshot& o) {
   rejected_requests += o.rejected_requests;
   ring_halts += o.ring_halts;
   in_flight += o.in_flight;
+  notifications_sent += o.notifications_sent;
+  notifications_received += o.notifications_received;
+  notifications_held += o.notifications_held;
   for (size_t i = 0; i < kLatencyBuckets; ++i) latency_us_log2[i] += o.latency_us_log2[i];
   return *this;
 }
@@ -76,6 +79,9 @@ void to_json(nlohmann::json& out, const StatsSnapshot& s) {
          {"rejected_requests", s.rejected_requests},
          {"ring_halts", s.ring_halts},
          {"in_flight", s.in_flight},
+         {"notifications_sent", s.notifications_sent},
+         {"notifications_received", s.notifications_received},
+         {"notifications_held", s.notifications_held},
          {"latency_us_log2", s.latency_us_log2},
          {"latency_p50_us", s.latency_percentile_us(50)},
          {"latency_p99_us", s.latency_percentile_us(99)}};
@@ -104,6 +110,9 @@ StatsSnapshot QueueStats::snapshot() const {
   s.rejected_requests = rejected_requests.get();
   s.ring_halts = ring_halts.get();
   s.in_flight = in_flight.get();
+  s.notifications_sent = notifications_sent.get();
+  s.notifications_received = notifications_received.get();
+  s.notifications_held = notifications_held.get();
   for (size_t i = 0; i < kLatencyBuckets; ++i) s.latency_us_log2[i] = latency_us_log2[i].get();
   return s;
 }

@@ -40,6 +40,9 @@ struct StatsSnapshot {
   uint64_t rejected_requests = 0;    // failed validation
   uint64_t ring_halts = 0;           // runaway producer index seen
   uint64_t in_flight = 0;
+  uint64_t notifications_sent = 0;      // event-channel notifications to the frontend
+  uint64_t notifications_received = 0;  // wake-ups by the frontend's event channel
+  uint64_t notifications_held = 0;      // events held back to cover more responses (moderation)
   std::array<uint64_t, kLatencyBuckets> latency_us_log2{};
 
   StatsSnapshot& operator+=(const StatsSnapshot& other);
@@ -58,6 +61,7 @@ class QueueStats {
   SingleWriterCounter bytes_read, bytes_written;
   SingleWriterCounter normal_dispatches, forced_dispatches, coalesced_requests;
   SingleWriterCounter resource_shortages, rejected_requests, ring_halts, in_flight;
+  SingleWriterCounter notifications_sent, notifications_received, notifications_held;
   std::array<SingleWriterCounter, kLatencyBuckets> latency_us_log2;
 
   void record_latency_ns(uint64_t ns);

@@ -42,15 +42,30 @@ std::optional<std::string> Tunables::set(std::string_view name, std::string_view
     max_list_segments = *n;
     return std::nullopt;
   }
+  if (name == "notify_batch") {
+    auto n = parse_u32(value);
+    if (!n || *n > 1024) return bad("a number of responses between 0 and 1024");
+    notify_batch = *n;
+    return std::nullopt;
+  }
+  if (name == "notify_delay_us") {
+    auto n = parse_u32(value);
+    if (!n || *n > 100'000) return bad("a number of microseconds between 0 and 100000");
+    notify_delay_us = *n;
+    return std::nullopt;
+  }
   return "unknown tunable '" + std::string(name) +
-         "' (known: no_coalesce_reqs, disable_flush, flush_interval, max_list_segments)";
+         "' (known: no_coalesce_reqs, disable_flush, flush_interval, max_list_segments, notify_batch, "
+         "notify_delay_us)";
 }
 
 std::vector<std::pair<std::string, std::string>> Tunables::list() const {
   return {{"no_coalesce_reqs", no_coalesce_reqs ? "1" : "0"},
           {"disable_flush", disable_flush ? "1" : "0"},
           {"flush_interval", std::to_string(flush_interval)},
-          {"max_list_segments", std::to_string(max_list_segments)}};
+          {"max_list_segments", std::to_string(max_list_segments)},
+          {"notify_batch", std::to_string(notify_batch)},
+          {"notify_delay_us", std::to_string(notify_delay_us)}};
 }
 
 }  // namespace xbb::backend

@@ -70,7 +70,7 @@ Options:
   -h, --help                  this text
 
 Tunables (config file or `xbbctl set`): no_coalesce_reqs, disable_flush,
-flush_interval, max_list_segments.
+flush_interval, max_list_segments, notify_batch, notify_delay_us.
 
 Signals: SIGTERM/SIGINT drain in-flight I/O, answer Closing and exit;
 SIGHUP reloads tunables from the config file. In per-disk mode both are

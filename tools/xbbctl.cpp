@@ -20,7 +20,8 @@ Commands:
                             each disk, its pid, restarts and control socket)
   stats [DEVICE]            statistics per device and per queue
   set DEVICE NAME VALUE     change a tunable (no_coalesce_reqs, disable_flush,
-                            flush_interval, max_list_segments)
+                            flush_interval, max_list_segments, notify_batch,
+                            notify_delay_us)
   detach DEVICE             close the device (the frontend is told) and release it
   snapshot create DEVICE STORE [CLUSTER_SIZE]
                             take a point-in-time snapshot of a live disk into the
@@ -93,6 +94,8 @@ void print_stats(const json& answer) {
                s.value("forced_dispatches", 0), s.value("coalesced_requests", 0));
     fmt::print("  in flight {}, resource shortages {}, rejected {}, ring halts {}\n", s.value("in_flight", 0),
                s.value("resource_shortages", 0), s.value("rejected_requests", 0), s.value("ring_halts", 0));
+    fmt::print("  event-channel notifications: {} sent ({} held back to cover more responses), {} received\n",
+               s.value("notifications_sent", 0), s.value("notifications_held", 0), s.value("notifications_received", 0));
     fmt::print("  latency p50 <= {} us, p99 <= {} us\n", s.value("latency_p50_us", 0), s.value("latency_p99_us", 0));
     fmt::print("  tunables:");
     for (const auto& [name, value] : d["tunables"].items()) fmt::print(" {}={}", name, value.get<std::string>());

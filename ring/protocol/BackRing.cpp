@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstring>
@@ -104,6 +105,11 @@ bool BackRing::push_responses_and_check_notify() {
   SharedRingIndices::full_barrier();   // index visible before reading rsp_event
   rsp_prod_pushed_ = new_prod;
   return uint32_t(new_prod - shared_.rsp_event()) < uint32_t(new_prod - old_prod);
+}
+
+uint32_t BackRing::frontend_outstanding() const {
+  // rsp_event - 1 is where the frontend's consumer stood when it last asked.
+  return std::min(uint32_t(req_prod_seen_ - shared_.rsp_event() + 1), size_);
 }
 
 bool BackRing::final_check_for_requests() {

@@ -59,6 +59,13 @@ class BackRing {
   // nothing) when no consumed request is owed a response.
   bool push_response(uint64_t id, uint8_t wire_operation, int16_t status);
 
+  // Responses recorded but not yet published.
+  uint32_t unpublished() const { return rsp_prod_pvt_ - rsp_prod_pushed_; }
+  // Requests the frontend still waits on: produced since the response its
+  // rsp_event asks to hear of. Guest-written, so only a hint; at most the
+  // ring's size.
+  uint32_t frontend_outstanding() const;
+
   // RING_PUSH_RESPONSES_AND_CHECK_NOTIFY: publishes the responses written so
   // far and says whether the frontend asked to be notified of them.
   bool push_responses_and_check_notify();

@@ -173,5 +173,35 @@ TEST(DataPathFeatures, DiscardDisabledByToolstackIsNotOffered) {
   disk->close();
 }
 
+// Notification moderation (backend/NotifyModeration.hpp) on a deep queue:
+// events are held to cover several responses, every request is still
+// answered, and notify_batch=0 turns it off on a running device.
+TEST(DataPathFeatures, ADeepQueueSharesEventsUntilModerationIsTurnedOff) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(9);
+  VbdSpec spec;
+  spec.domid = 9;
+  h.toolstack().add_vbd(spec);
+  FrontendConfig config;
+  config.ring_page_order = 0;  // 32 slots: a depth of 24 is deep
+  auto disk = guest->disk(spec.devid, config);
+  ASSERT_NO_THROW(disk->connect());
+  DiskModel model(kDiskBytes / 512);
+  auto tally = run_random_io(*disk, model, 2000, 24, 99);
+  EXPECT_EQ(tally.failures, 0u) << tally.first_error;
+  auto stats = h.device_stats("9/51712")["stats"];
+  const auto held = stats["notifications_held"].get<uint64_t>();
+  EXPECT_GT(held, 0u) << "a frontend with 24 requests outstanding gets fewer events than answers";
+  EXPECT_LT(stats["notifications_sent"].get<uint64_t>(), tally.reads + tally.writes + tally.flushes + tally.discards);
+
+  auto answer = h.command({{"command", "set"}, {"device", "9/xvda"}, {"name", "notify_batch"}, {"value", "0"}});
+  ASSERT_TRUE(answer.value("ok", false)) << answer.dump();
+  tally = run_random_io(*disk, model, 2000, 24, 100);
+  EXPECT_EQ(tally.failures, 0u) << tally.first_error;
+  stats = h.device_stats("9/51712")["stats"];
+  EXPECT_EQ(stats["notifications_held"].get<uint64_t>(), held) << "notify_batch=0: every event at once";
+  disk->close();
+}
+
 }  // namespace
 }  // namespace xbb::backendtest

@@ -29,6 +29,10 @@ TEST(Tunables, SetsEveryTunableAndRejectsBadValues) {
   EXPECT_EQ(t.flush_interval, 8u);
   EXPECT_FALSE(t.set("max_list_segments", "64"));
   EXPECT_EQ(t.max_list_segments, 64u);
+  EXPECT_FALSE(t.set("notify_batch", "0"));
+  EXPECT_EQ(t.notify_batch, 0u);
+  EXPECT_FALSE(t.set("notify_delay_us", "500"));
+  EXPECT_EQ(t.notify_delay_us, 500u);
 
   const Tunables before = t;
   auto error = t.set("flush_interval", "-1");
@@ -37,6 +41,8 @@ TEST(Tunables, SetsEveryTunableAndRejectsBadValues) {
   EXPECT_TRUE(t.set("no_coalesce_reqs", "maybe"));
   EXPECT_TRUE(t.set("max_list_segments", "0"));
   EXPECT_TRUE(t.set("max_list_segments", "99999"));
+  EXPECT_TRUE(t.set("notify_batch", "2000"));
+  EXPECT_TRUE(t.set("notify_delay_us", "100001"));
   error = t.set("no_such_tunable", "1");
   ASSERT_TRUE(error);
   EXPECT_NE(error->find("unknown tunable"), std::string::npos);
