@@ -20,11 +20,11 @@ struct Tunables {
   uint32_t flush_interval = 0;
   // Largest request list, in 4 KiB segments, built by coalescing.
   uint32_t max_list_segments = 256;
-  // Notification moderation (see NotifyModeration.hpp): while the frontend
-  // waits on at least twice notify_batch requests, hold its event until
-  // notify_batch responses wait for it or notify_delay_us has passed.
+  // Notification moderation (see NotifyModeration.hpp), off by default:
+  // hold the frontend's event until notify_batch responses wait for it or
+  // notify_delay_us has passed, while the frontend keeps submitting.
   // notify_batch 0 or 1: every event at once, as blkback does.
-  uint32_t notify_batch = 8;
+  uint32_t notify_batch = 0;
   uint32_t notify_delay_us = 2000;
 
   bool operator==(const Tunables&) const = default;

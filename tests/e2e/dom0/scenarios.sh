@@ -30,7 +30,7 @@ disk_line() { # backend target vdev
   case $1 in
   blkback) echo "vdev=$3, access=rw, backendtype=phy, $BLKBACK_SCRIPT target=$2" ;;
   qdisk) echo "vdev=$3, access=rw, backendtype=qdisk, format=raw, target=$2" ;;
-  xbbd) echo "vdev=$3, access=rw, backendtype=phy, script=block-xbbd, target=$2" ;;
+  xbbd | xbbd-moderated) echo "vdev=$3, access=rw, backendtype=phy, script=block-xbbd, target=$2" ;;
   esac
 }
 
@@ -45,7 +45,7 @@ backend_enter() {
     rmmod xen-blkback 2>/dev/null
     [ -x /usr/libexec/xen-qemu-system-i386 ] || return 1
     ;;
-  xbbd)
+  xbbd | xbbd-moderated)
     # xbbd refuses to share backend/vbd with the kernel's blkback.
     rmmod xen-blkback 2>/dev/null
     [ -d /sys/module/xen_blkback ] && return 1
@@ -60,7 +60,7 @@ backend_enter() {
   return 0
 }
 backend_leave() {
-  if [ "$1" = xbbd ] && [ -n "$XBBD_PID" ]; then
+  if [ -n "$XBBD_PID" ]; then
     kill "$XBBD_PID" 2>/dev/null
     wait "$XBBD_PID" 2>/dev/null
     XBBD_PID=
@@ -496,12 +496,17 @@ bench_backend() {
   fi
   # The bench guest gets pCPU 1 to itself and dom0 keeps pCPU 0 (see run_all), as Xen hosts
   # dedicate cores to dom0: a backend's CPU then costs dom0's core, not the guest's.
-  if ! GUEST_CFG_EXTRA='cpus = "1"' guest_create "$name" fio bench "$(disk_line "$b" "$img" xvda)" \
+  local pin=''
+  [ "${BENCH_PIN:-1}" = 1 ] && pin='cpus = "1"'
+  if ! GUEST_CFG_EXTRA=$pin guest_create "$name" fio bench "$(disk_line "$b" "$img" xvda)" \
     "xbblab.runtime=$BENCH_RUNTIME xbblab.verify=$verify"; then
     [ $verify = 1 ] && result "$b" verify FAIL "xl create failed"
     result "$b" bench FAIL "xl create failed"
     return
   fi
+  # xbbd-moderated: xbbd with notification moderation on (notify_batch 8), set before the
+  # guest's fio starts, for an A/B against xbbd in one boot.
+  [ "$b" = xbbd-moderated ] && { xbbctl set "$(xl domid "$name")/xvda" notify_batch 8 || log "xbbctl set notify_batch 8 failed"; }
   if [ $verify = 1 ]; then
     if v=$(wait_console "$name" 'XBBG VERIFY ' 400); then
       v=${v#XBBG VERIFY }
@@ -522,7 +527,7 @@ bench_backend() {
   if wait_console "$name" 'XBBG DONE' "$limit" >/dev/null; then
     c1=$(dom0_busy_ticks)
     [ -n "$c0" ] && lab BENCHCPU "$b" "$(awk -v a="$c0" -v b="$c1" -v hz=100 'BEGIN {printf "%.1f", (b - a) / hz}')" "$(elapsed "$t0")"
-    [ "$b" = xbbd ] && xbbctl --json stats >/lab/out/dom0/xbbd-bench-stats.json 2>&1
+    case $b in xbbd*) xbbctl --json stats >"/lab/out/dom0/$b-bench-stats.json" 2>&1 ;; esac
     n=0
     for l in $(grep -a '^XBBG BENCH ' "$CON/guest-$name.log" | tr -d '\r' | awk '{print $3 ":" $4 ":" $5 ":" $6 ":" $7 ":" $8 ":" $9 ":" $10}'); do
       lab BENCH "$b" $(echo "$l" | tr ':' ' ')
@@ -552,7 +557,7 @@ run_scenario() { # backend name-of-step function args...
 run_all() {
   local tb
   # Benchmarks: dom0 on pCPU 0, the bench guest on pCPU 1 (bench_backend).
-  [ "$MODE" != run ] && { xl vcpu-pin Domain-0 all 0 || log "xl vcpu-pin Domain-0 all 0 failed"; }
+  [ "$MODE" != run ] && [ "${BENCH_PIN:-1}" = 1 ] && { xl vcpu-pin Domain-0 all 0 || log "xl vcpu-pin Domain-0 all 0 failed"; }
   for b in $BACKENDS; do
     tb=$(now)
     SHUT_RECORD=
