@@ -2,11 +2,11 @@
 //
 // Every event costs the guest an interrupt, and Linux blkfront completes each
 // interrupt's responses to a task that then wakes to reap them and submit
-// more. Measured in the lab (fio, 4 KiB random reads at QD 32, one vCPU), an
-// event per response costs the guest about as much CPU as the I/O itself, and
-// the guest's CPU is what bounds it. NVMe's interrupt coalescing answers the
-// same problem with an aggregation threshold and time; this is the adaptive
-// form of it, so that a frontend waiting on an answer is not made to wait:
+// more; with the guest's CPU the limit (fio, 4 KiB random reads at QD 32 on
+// one vCPU under TCG), fewer events should leave it more for I/O. NVMe's
+// interrupt coalescing answers the same problem with an aggregation
+// threshold and time; this is the adaptive form of it, so that a frontend
+// waiting on an answer is not made to wait:
 //
 // - An event is held only while the frontend shows it does not need it: it
 //   waits on at least twice `batch` requests (a deep queue), or a hold has
@@ -17,7 +17,7 @@
 // - A hold during which no request came means the frontend was waiting for
 //   it: moderation disengages. A disengaged frontend with a shallow queue gets
 //   every event at once, as from blkback; one event in `probe interval` is
-//   held to look again, and every fruitless look doubles the interval (16 to
+//   held to look again, and every fruitless look doubles the interval (8 to
 //   4096 events), so a latency-bound frontend at queue depth 1 pays one short
 //   hold in thousands.
 //

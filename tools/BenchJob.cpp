@@ -31,7 +31,7 @@ prints both side by side with the ratio xbbd/fio.
                     on when the file system allows it; tmpfs does from Linux 6.6)
   --no-persistent   do not use persistent grants (grant copy for every page)
   --set NAME=VALUE  an xbbd tunable for the device, as `xbbctl set` takes it
-                    (e.g. notify_batch=0); may be repeated
+                    (e.g. notify_batch=8); may be repeated
   --copy-data       the frontend copies read data out of its pages like the
                     tests do (default: lean, it does not)
   --prefill / --no-prefill
