@@ -73,6 +73,14 @@ TEST(NotifyModeration, AHoldEndsWhenTheFrontendGoesQuiet) {
   EXPECT_FALSE(m.due(now + 300 * kUs)) << "released once";
 }
 
+TEST(NotifyModeration, AQueueIsDeepFromTwiceTheBatch) {
+  uint64_t now = 0;
+  auto m = primed(now);
+  EXPECT_TRUE(m.on_publish(true, 1, kDeep - 1, now)) << "one short of deep: at once";
+  EXPECT_FALSE(m.on_publish(true, 1, kDeep, now += kUs)) << "deep: held";
+  EXPECT_TRUE(m.holding());
+}
+
 TEST(NotifyModeration, AShallowQueueGetsItsEventsAtOnceUntilAProbe) {
   uint64_t now = 0;
   auto m = primed(now);

@@ -25,6 +25,9 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr size_t kPage = 4096;
+// Longest wait for an event: it bounds what a lost event costs, and a wait
+// that runs it out before responses show up counts as a missing event.
+constexpr std::chrono::milliseconds kEventWaitCap{100};
 constexpr unsigned kSector = 512;
 constexpr uint8_t kUnknownOperation = 0x42;
 constexpr ports::DomId kForeignDomain = 0x7ff0;  // a domain that is not the backend
@@ -542,12 +545,17 @@ void SoftBlkfront::process_queue(unsigned q, std::vector<BlkCompletion>& out) {
 
 void SoftBlkfront::drain_responses(std::vector<BlkCompletion>& out) {
   while (auto port = events_->pending()) events_->unmask(*port);
+  const size_t before = out.size();
   for (unsigned q = 0; q < queues_.size(); ++q) process_queue(q, out);
+  if (waited_out_ && out.size() > before) ++responses_without_event_;
+  waited_out_ = false;
 }
 
 bool SoftBlkfront::wait_for_events(milliseconds timeout) {
   pollfd p{events_->fd(), POLLIN, 0};
-  return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
+  const bool signalled = ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
+  waited_out_ = !signalled && timeout >= kEventWaitCap;
+  return signalled;
 }
 
 std::vector<BlkCompletion> SoftBlkfront::poll(milliseconds timeout) {
@@ -563,7 +571,7 @@ std::vector<BlkCompletion> SoftBlkfront::poll(milliseconds timeout) {
     if (left.count() <= 0) return out;
     // The event channel wakes us; the cap bounds the cost of a lost event
     // (which the response checks would not notice).
-    wait_for_events(std::min(left, milliseconds(100)));
+    wait_for_events(std::min(left, kEventWaitCap));
   }
 }
 
@@ -589,7 +597,7 @@ BlkCompletion SoftBlkfront::execute(const BlkRequest& request) {
       for (auto& o : others) stash_.push_back(std::move(o));
       throw std::runtime_error("softblkfront " + frontend_ + ": no response within the timeout");
     }
-    wait_for_events(milliseconds(100));
+    wait_for_events(kEventWaitCap);
   }
 }
 

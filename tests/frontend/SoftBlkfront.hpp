@@ -173,6 +173,9 @@ class SoftBlkfront {
   const std::vector<std::string>& violations() const { return violations_; }
   // Grants currently held (leak checks).
   uint32_t grants_held() const;
+  // Times responses were found only after a whole event wait (100 ms) ran
+  // out: an event the backend owed and did not send (or sent that late).
+  uint64_t responses_without_event() const { return responses_without_event_; }
 
  private:
   struct Shadow {
@@ -241,6 +244,8 @@ class SoftBlkfront {
   std::deque<BlkCompletion> stash_;
   std::vector<std::byte> indirect_image_;  // scratch for encoding indirect pages
   std::vector<std::string> violations_;
+  bool waited_out_ = false;  // the last event wait ran its whole cap out
+  uint64_t responses_without_event_ = 0;
 };
 
 }  // namespace xbb::frontend
