@@ -12,6 +12,7 @@
 
 #include "backend/ControlServer.hpp"
 #include "backend/DeviceDiscovery.hpp"
+#include "backend/FastClock.hpp"
 #include "storage/SnapshotTarget.hpp"
 #include "xenstore/Vdev.hpp"
 
@@ -187,6 +188,8 @@ int Daemon::run() {
                                                   options_.only_devid ? xs::vdev_name(*options_.only_devid) : "*")
                                     : (options_.script_name.empty() ? std::string(" (every device)")
                                                                     : " (devices with script " + options_.script_name + ")"));
+  // Before any worker starts: the choice may take a few sleeps to measure.
+  spdlog::info("xbbd: I/O timing clock: {}", fast_clock::calibrate().reason);
   if (on_ready_) on_ready_();
 
   const auto watch_fd = epoll_.control_watcher();

@@ -1,5 +1,6 @@
 #include "backend/QueueWorker.hpp"
 
+#include "backend/FastClock.hpp"
 #include "ring/protocol/IndirectSegments.hpp"
 
 #include <sys/epoll.h>
@@ -21,11 +22,7 @@ namespace {
 constexpr uint32_t kNone = UINT32_MAX;
 constexpr uint64_t kSectorSize = 512;
 
-uint64_t now_ns() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-}
+using fast_clock::now_ns;
 
 StatOp stat_op(const ring::Request& req) {
   switch (req.operation) {
@@ -78,6 +75,7 @@ QueueWorker::QueueWorker(QueueSetup setup)
       bounce_(setup_.bounce_pages),
       tunables_(setup_.tunables),
       indirect_buffer_(new std::byte[ring::kMaxIndirectPages * ports::kPageSize]) {
+  fast_clock::calibrate();  // normally done by the daemon already; never on the worker
   // Attach at the responses already published (Linux blkback's
   // BACK_RING_ATTACH): 0 for a new ring, and for a ring adopted after a
   // restart, requests consumed but never answered are served again.
@@ -832,7 +830,8 @@ void QueueWorker::respond(uint32_t s, int16_t status) {
   const auto op = static_cast<size_t>(stat_op(slot.req));
   stats_.completed[op].add();
   if (status != BLKIF_RSP_OKAY) stats_.failed[op].add();
-  stats_.record_latency_ns(now_ns() - slot.start_ns);
+  const uint64_t now = now_ns();
+  stats_.record_latency_ns(now > slot.start_ns ? now - slot.start_ns : 0);
   stats_.in_flight.sub();
   release_segments(slot);
   slot.validated = false;
