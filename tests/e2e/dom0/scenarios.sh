@@ -30,7 +30,7 @@ disk_line() { # backend target vdev
   case $1 in
   blkback) echo "vdev=$3, access=rw, backendtype=phy, $BLKBACK_SCRIPT target=$2" ;;
   qdisk) echo "vdev=$3, access=rw, backendtype=qdisk, format=raw, target=$2" ;;
-  xbbd | xbbd-moderated) echo "vdev=$3, access=rw, backendtype=phy, script=block-xbbd, target=$2" ;;
+  xbbd | xbbd-moderated | xbbd-copy) echo "vdev=$3, access=rw, backendtype=phy, script=block-xbbd, target=$2" ;;
   esac
 }
 
@@ -45,13 +45,15 @@ backend_enter() {
     rmmod xen-blkback 2>/dev/null
     [ -x /usr/libexec/xen-qemu-system-i386 ] || return 1
     ;;
-  xbbd | xbbd-moderated)
+  xbbd | xbbd-moderated | xbbd-copy)
     # xbbd refuses to share backend/vbd with the kernel's blkback.
     rmmod xen-blkback 2>/dev/null
     [ -d /sys/module/xen_blkback ] && return 1
     [ -x /usr/local/sbin/xbbd ] || return 1
     # shellcheck disable=SC2086
-    xbbd $XBBD_ARGS >>/lab/out/dom0/xbbd.log 2>&1 &
+    local variant=''
+    [ "$1" = xbbd-copy ] && variant=--no-persistent-grants
+    xbbd $XBBD_ARGS $variant >>/lab/out/dom0/xbbd.log 2>&1 &
     XBBD_PID=$!
     sleep 1
     kill -0 "$XBBD_PID" 2>/dev/null || return 1
