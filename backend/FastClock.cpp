@@ -67,20 +67,9 @@ double cost_ns(Read read, int calls) {
 FastClockChoice choose() {
   FastClockChoice choice;
   choice.clock_gettime_ns = cost_ns(monotonic_ns, 64);
-  if (!kHaveTsc) {
-    choice.reason = "clock_gettime (no TSC on this architecture)";
-    return choice;
-  }
-  choice.rdtsc_ns = cost_ns(read_tsc, 8192);
-  if (choice.clock_gettime_ns < kSystemCallNs) {
-    choice.reason = fmt::format("clock_gettime ({:.0f} ns per call: the vDSO)", choice.clock_gettime_ns);
-    return choice;
-  }
-  if (choice.rdtsc_ns * 10 > choice.clock_gettime_ns) {
-    choice.reason = fmt::format("clock_gettime ({:.0f} ns per call; rdtsc is not much cheaper at {:.0f} ns)",
-                                choice.clock_gettime_ns, choice.rdtsc_ns);
-    return choice;
-  }
+  if (kHaveTsc) choice.rdtsc_ns = cost_ns(read_tsc, 8192);
+  choice.reason = reason_to_keep_clock_gettime(choice.clock_gettime_ns, choice.rdtsc_ns);
+  if (!choice.reason.empty()) return choice;
   const TscScale scale = measure_tsc(kCalibrationWindowNs, &choice.tsc_ghz);
   if (scale.mult == 0) {
     choice.reason = fmt::format("clock_gettime ({:.0f} ns per call; the TSC's rate was not steady)",
@@ -96,6 +85,16 @@ FastClockChoice choose() {
 }
 
 }  // namespace
+
+std::string reason_to_keep_clock_gettime(double clock_gettime_ns, double rdtsc_ns) {
+  if (rdtsc_ns <= 0) return "clock_gettime (no TSC on this architecture)";
+  if (clock_gettime_ns < kSystemCallNs)
+    return fmt::format("clock_gettime ({:.0f} ns per call: the vDSO)", clock_gettime_ns);
+  if (rdtsc_ns * 10 > clock_gettime_ns)
+    return fmt::format("clock_gettime ({:.0f} ns per call; rdtsc is not much cheaper at {:.0f} ns)",
+                       clock_gettime_ns, rdtsc_ns);
+  return {};
+}
 
 TscScale measure_tsc(uint64_t window_ns, double* ghz) {
   if (!kHaveTsc) return {};

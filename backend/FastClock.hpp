@@ -78,6 +78,11 @@ inline uint64_t now_ns() {
 // control thread before the workers start, never on a worker.
 const FastClockChoice& calibrate();
 
+// The first half of calibrate()'s choice, from the measured cost of one
+// clock_gettime and one rdtsc (0: no TSC): whether the TSC is worth
+// calibrating. Empty when it is; otherwise why clock_gettime stays.
+std::string reason_to_keep_clock_gettime(double clock_gettime_ns, double rdtsc_ns);
+
 // Measures the TSC's rate over two windows of `window_ns` each, whatever
 // clock_gettime costs. Returns the scale, or mult 0 when the TSC does not
 // advance or the windows disagree by more than 1 %. For calibrate() and tests.
