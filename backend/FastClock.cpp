@@ -68,7 +68,7 @@ FastClockChoice choose() {
   FastClockChoice choice;
   choice.clock_gettime_ns = cost_ns(monotonic_ns, 64);
   if (kHaveTsc) choice.rdtsc_ns = cost_ns(read_tsc, 8192);
-  choice.reason = reason_to_keep_clock_gettime(choice.clock_gettime_ns, choice.rdtsc_ns);
+  choice.reason = reason_to_keep_clock_gettime(kHaveTsc, choice.clock_gettime_ns, choice.rdtsc_ns);
   if (!choice.reason.empty()) return choice;
   const TscScale scale = measure_tsc(kCalibrationWindowNs, &choice.tsc_ghz);
   if (scale.mult == 0) {
@@ -86,8 +86,8 @@ FastClockChoice choose() {
 
 }  // namespace
 
-std::string reason_to_keep_clock_gettime(double clock_gettime_ns, double rdtsc_ns) {
-  if (rdtsc_ns <= 0) return "clock_gettime (no TSC on this architecture)";
+std::string reason_to_keep_clock_gettime(bool have_tsc, double clock_gettime_ns, double rdtsc_ns) {
+  if (!have_tsc) return "clock_gettime (no TSC on this architecture)";
   if (clock_gettime_ns < kSystemCallNs)
     return fmt::format("clock_gettime ({:.0f} ns per call: the vDSO)", clock_gettime_ns);
   if (rdtsc_ns * 10 > clock_gettime_ns)

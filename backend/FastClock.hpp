@@ -78,10 +78,13 @@ inline uint64_t now_ns() {
 // control thread before the workers start, never on a worker.
 const FastClockChoice& calibrate();
 
-// The first half of calibrate()'s choice, from the measured cost of one
-// clock_gettime and one rdtsc (0: no TSC): whether the TSC is worth
-// calibrating. Empty when it is; otherwise why clock_gettime stays.
-std::string reason_to_keep_clock_gettime(double clock_gettime_ns, double rdtsc_ns);
+// The first half of calibrate()'s choice, from whether the CPU has a TSC and
+// the measured cost of one clock_gettime and one rdtsc: whether the TSC is
+// worth calibrating. Empty when it is; otherwise why clock_gettime stays.
+// An rdtsc cost of 0 means too cheap to measure: the lab's PV dom0 clamps
+// clock_gettime to the last value another vCPU saw, so a short measurement
+// can see no time pass at all.
+std::string reason_to_keep_clock_gettime(bool have_tsc, double clock_gettime_ns, double rdtsc_ns);
 
 // Measures the TSC's rate over two windows of `window_ns` each, whatever
 // clock_gettime costs. Returns the scale, or mult 0 when the TSC does not
