@@ -10,7 +10,8 @@
 //
 // So calibrate() measures both clocks once per process. Where clock_gettime
 // costs a system call and the TSC is at least ten times cheaper and ticks at a
-// steady rate (two calibration windows agree within 1 %), now_ns() is the TSC
+// steady rate (two calibration windows agree within 1 %, in one of three
+// tries), now_ns() is the TSC
 // scaled by the measured rate. Everywhere else, including every host whose
 // vDSO works, now_ns() is clock_gettime(CLOCK_MONOTONIC) as before.
 //
@@ -74,7 +75,7 @@ inline uint64_t now_ns() {
 }
 
 // Chooses the clock, once per process (later calls return the first choice).
-// It may take ~40 ms when clock_gettime is a system call; call it on the
+// It may take 40-120 ms when clock_gettime is a system call; call it on the
 // control thread before the workers start, never on a worker.
 const FastClockChoice& calibrate();
 
