@@ -75,8 +75,8 @@ inline uint64_t now_ns() {
 }
 
 // Chooses the clock, once per process (later calls return the first choice).
-// It may take 40-120 ms when clock_gettime is a system call; call it on the
-// control thread before the workers start, never on a worker.
+// It may take 40-120 ms when clock_gettime is a system call; Daemon::run
+// calls it before any worker starts. Until it has, now_ns() is clock_gettime.
 const FastClockChoice& calibrate();
 
 // The first half of calibrate()'s choice, from whether the CPU has a TSC and

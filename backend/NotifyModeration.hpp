@@ -23,9 +23,9 @@
 //
 // Off by default (notify_batch 0). In the lab (A/B in one boot, xbbd against
 // itself with notify_batch 0) it cut the guest's interrupts per 4 KiB request
-// from 0.54-0.78 to 0.21-0.30, yet throughput moved by 0.75-0.90x with the
+// from 0.48-0.78 to 0.16-0.30, yet throughput moved by 0.75-1.00x with the
 // guest on a pCPU of its own and by 0.96-1.40x with the guest sharing pCPUs
-// with dom0: a held event is latency the guest does not always hide.
+// with dom0: the interrupts were not what bounded the guest (README).
 //
 // Pure logic with the clock passed in, owned by one queue worker.
 #pragma once

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 #include <system_error>
 
@@ -75,7 +74,6 @@ QueueWorker::QueueWorker(QueueSetup setup)
       bounce_(setup_.bounce_pages),
       tunables_(setup_.tunables),
       indirect_buffer_(new std::byte[ring::kMaxIndirectPages * ports::kPageSize]) {
-  fast_clock::calibrate();  // normally done by the daemon already; never on the worker
   // Attach at the responses already published (Linux blkback's
   // BACK_RING_ATTACH): 0 for a new ring, and for a ring adopted after a
   // restart, requests consumed but never answered are served again.
