@@ -94,7 +94,11 @@ std::unique_ptr<FileStorage> FileStorage::open(const std::string& path, const Op
 }
 
 FileStorage::FileStorage(std::string path, UniqueFd fd, Properties properties, bool direct_io)
-    : path_(std::move(path)), fd_(std::move(fd)), properties_(properties), direct_io_(direct_io) {}
+    : path_(std::move(path)),
+      fd_(std::move(fd)),
+      mapped_(MappedFile::map(fd_.get(), properties.size_bytes, !properties.read_only, describe())),
+      properties_(properties),
+      direct_io_(direct_io) {}
 
 std::unique_ptr<StorageQueue> FileStorage::open_queue(unsigned depth) {
   UringQueueConfig config;
@@ -103,6 +107,7 @@ std::unique_ptr<StorageQueue> FileStorage::open_queue(unsigned depth) {
   config.buffer_alignment = direct_io_ ? properties_.logical_block_size : 0;
   config.discard = properties_.can_discard ? DiscardMethod::PunchHole : DiscardMethod::None;
   config.name = describe();
+  config.mapped = mapped_.get();
   return std::make_unique<UringQueue>(std::move(config), depth);
 }
 

@@ -12,11 +12,16 @@
 //   device's logical block size, else 512) and buffers must be aligned to it.
 //   A filesystem that refuses O_DIRECT is an open error, not a silent fallback
 //   to the page cache: the administrator asked for uncached I/O.
+// - A file on tmpfs or ramfs is mapped (MappedFile.hpp): its queues copy
+//   through the mapping where the file has pages, so such an image costs no
+//   system call per request. O_DIRECT changes nothing there; the page cache is
+//   the storage.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "storage/MappedFile.hpp"
 #include "storage/OpenOptions.hpp"
 #include "storage/Storage.hpp"
 #include "storage/UniqueFd.hpp"
@@ -39,6 +44,7 @@ class FileStorage final : public Storage {
 
   std::string path_;
   UniqueFd fd_;
+  std::unique_ptr<MappedFile> mapped_;  // tmpfs/ramfs only; outlives the queues like fd_
   Properties properties_;
   bool direct_io_;
 };

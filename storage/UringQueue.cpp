@@ -82,10 +82,11 @@ UringQueue::UringQueue(UringQueueConfig config, unsigned depth)
   slots_.resize(depth);
   free_slots_.reserve(depth);
   for (uint32_t i = depth; i > 0; --i) free_slots_.push_back(i - 1);
-  inline_io_ = wants_inline_io(config_.fd, config_.properties);
+  inline_io_ = config_.mapped != nullptr || wants_inline_io(config_.fd, config_.properties);
   if (inline_io_) {
     inline_done_.reserve(depth);
-    spdlog::debug("{}: memory-backed file without non-blocking I/O: reads and writes run inline", config_.name);
+    spdlog::debug("{}: memory-backed file: reads and writes run inline{}", config_.name,
+                  config_.mapped != nullptr ? ", through its mapping where it has pages" : "");
   }
 }
 
@@ -143,6 +144,9 @@ int UringQueue::submit(const IoRequest& request) {
   slot.iovcnt = request.iovcnt;
   slot.retries = 0;
   slot.via_thread = uses_discard_thread(request.op, config_.discard);
+  // Before the punch: from here on the pages may be gone, and a read through
+  // the mapping would allocate them again.
+  if (config_.mapped != nullptr && request.op == IoOp::Discard) config_.mapped->mark_holes(request.offset, valid.bytes);
 
   if (slot.via_thread) {
     discard_thread().post({index, request.op == IoOp::SecureDiscard, request.offset, valid.bytes});
@@ -170,6 +174,21 @@ void UringQueue::flush_submissions() {
 // Same contract as the io_uring path: the whole transfer or an error, never
 // a short success.
 int32_t UringQueue::transfer_inline(const IoRequest& request, uint64_t bytes) {
+  const bool read = request.op == IoOp::Read;
+  if (MappedFile* mapped = config_.mapped) {
+    const bool copied = read ? mapped->read(request.offset, request.iov, request.iovcnt, bytes)
+                             : mapped->write(request.offset, request.iov, request.iovcnt, bytes);
+    if (copied) {
+      ++mapped_transfers_;
+      return static_cast<int32_t>(bytes);
+    }
+  }
+  const int32_t result = transfer_with_syscalls(request, bytes);
+  if (!read && result >= 0 && config_.mapped != nullptr) config_.mapped->mark_data(request.offset, bytes);
+  return result;
+}
+
+int32_t UringQueue::transfer_with_syscalls(const IoRequest& request, uint64_t bytes) {
   const bool read = request.op == IoOp::Read;
   const iovec* iov = request.iov;
   unsigned iovcnt = request.iovcnt;

@@ -19,6 +19,9 @@
 //   that hand-off costs more than the copy; the copy itself never waits for
 //   a device. Completions still wait for reap(), signalled through
 //   completion_fd() as usual. Flush and discard keep using io_uring.
+//   When the Storage mapped the file (MappedFile), an inline transfer is a
+//   memcpy through the mapping wherever the file has pages, and preadv/pwritev
+//   otherwise; a discard marks its pages as holes before it is issued.
 // IORING_SETUP_SINGLE_ISSUER is deliberately not used: it binds the ring to the
 // thread that creates it, and queues are often opened on the control thread and
 // then handed to their worker.
@@ -32,6 +35,7 @@
 
 #include "storage/BlockDiscardThread.hpp"
 #include "storage/CompletionSignal.hpp"
+#include "storage/MappedFile.hpp"
 #include "storage/Storage.hpp"
 
 namespace xbb::storage {
@@ -44,6 +48,9 @@ struct UringQueueConfig {
   uint32_t buffer_alignment = 0;  // non-zero for O_DIRECT: iovecs must be aligned
   DiscardMethod discard = DiscardMethod::None;
   std::string name;             // for logs
+  // A memory-backed file's mapping (owned by the Storage): inline reads and
+  // writes copy through it where the file has pages (see MappedFile.hpp).
+  MappedFile* mapped = nullptr;
 };
 
 class UringQueue final : public StorageQueue {
@@ -67,6 +74,8 @@ class UringQueue final : public StorageQueue {
   unsigned in_flight() const override { return in_flight_; }
   // Whether Read/Write run inline (see above); decided at construction.
   bool inline_io() const { return inline_io_; }
+  // Inline transfers that went through the mapping rather than a system call.
+  uint64_t mapped_transfers() const { return mapped_transfers_; }
 
  private:
   struct Slot {
@@ -90,6 +99,7 @@ class UringQueue final : public StorageQueue {
   IoCompletion finish(uint32_t index, int32_t result);
   BlockDiscardThread& discard_thread();
   int32_t transfer_inline(const IoRequest& request, uint64_t bytes);
+  int32_t transfer_with_syscalls(const IoRequest& request, uint64_t bytes);
 
   UringQueueConfig config_;
   unsigned depth_;
@@ -102,6 +112,7 @@ class UringQueue final : public StorageQueue {
   bool resubmit_pending_ = false;
   bool submit_failed_ = false;
   bool inline_io_ = false;
+  uint64_t mapped_transfers_ = 0;
   std::vector<IoCompletion> inline_done_;  // [inline_head_, end) await reap()
   size_t inline_head_ = 0;
   bool inline_signalled_ = false;           // one eventfd write per reap cycle

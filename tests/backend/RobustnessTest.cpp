@@ -251,14 +251,8 @@ TEST(Robustness, HundredReconnectCyclesLeakNothing) {
   }
   EXPECT_LE(count_entries("/proc/self/fd"), fds);
   EXPECT_LE(count_entries("/proc/self/task"), threads);
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(XBB_SANITIZE)
   constexpr bool kAsan = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  constexpr bool kAsan = true;
-#else
-  constexpr bool kAsan = false;
-#endif
 #else
   constexpr bool kAsan = false;
 #endif

@@ -150,9 +150,9 @@ TEST_P(FileStorageOn, ShortReadOfAShrunkFileIsResumedThenFailsWithEio) {
   EXPECT_EQ(read_at(*q, (512 << 10) - 4096, buf.span()), 8192);
 }
 
-// tmpfs refuses RWF_NOWAIT, so io_uring would hand every request to an io-wq
-// thread; such files are read and written inside submit() instead, and the
-// completion still arrives through completion_fd() and reap().
+// A tmpfs file is mapped, and its reads and writes run inside submit() (a
+// memcpy, or preadv/pwritev where the file has holes); the completion still
+// arrives through completion_fd() and reap().
 TEST(FileStorage, TmpfsFilesAreTransferredInlineWithTheUsualCompletions) {
   TempFile disk_file("/var/tmp", 1 << 20);
   auto disk_queue = FileStorage::open(disk_file.path(), {})->open_queue(2);
@@ -167,13 +167,7 @@ TEST(FileStorage, TmpfsFilesAreTransferredInlineWithTheUsualCompletions) {
   struct statfs fs {};
   ASSERT_EQ(::statfs("/dev/shm", &fs), 0);
   if (fs.f_type != TMPFS_MAGIC) GTEST_SKIP() << "/dev/shm is not tmpfs here";
-  AlignedBuffer probe(4096);
-  iovec probe_iov = probe.iov(0, 4096);
-  const int fd = ::open(file.path().c_str(), O_RDONLY);
-  const bool nowait = ::preadv2(fd, &probe_iov, 1, 0, RWF_NOWAIT) >= 0 || errno != EOPNOTSUPP;
-  ::close(fd);
-  EXPECT_EQ(uring->inline_io(), !nowait) << "inline exactly when tmpfs refuses RWF_NOWAIT";
-  if (!uring->inline_io()) GTEST_SKIP() << "this kernel's tmpfs does non-blocking I/O: io_uring handles it";
+  ASSERT_TRUE(uring->inline_io()) << "a tmpfs file is mapped, and mapped copies run inline";
 
   // A write over three unevenly split buffers.
   AlignedBuffer data(3 * 4096);
@@ -244,6 +238,94 @@ TEST(FileStorage, PermissionDeniedSuggestsReadOnly) {
   ASSERT_EQ(::chmod(file.path().c_str(), 0400), 0);
   EXPECT_NE(error_of([&] { FileStorage::open(file.path(), {}); }).find("permission denied"), std::string::npos);
   EXPECT_NO_THROW(FileStorage::open(file.path(), {.read_only = true}));
+}
+
+}  // namespace
+}  // namespace xbb::storage::test
+
+namespace xbb::storage::test {
+namespace {
+
+UringQueue& as_uring(StorageQueue& queue) {
+  auto* uring = dynamic_cast<UringQueue*>(&queue);
+  EXPECT_NE(uring, nullptr);
+  return *uring;
+}
+
+bool dev_shm_is_tmpfs() {
+  struct statfs fs {};
+  return ::statfs("/dev/shm", &fs) == 0 && fs.f_type == TMPFS_MAGIC;
+}
+
+// Data moves through the mapping where the image has pages, through system
+// calls where it has holes, and the image stays exactly as sparse as it would
+// with system calls alone.
+TEST(FileStorage, TmpfsImagesCopyThroughTheMappingAndStaySparse) {
+  if (!dev_shm_is_tmpfs()) GTEST_SKIP() << "/dev/shm is not tmpfs here";
+  TempFile file("/dev/shm", 4 << 20);
+  auto storage = FileStorage::open(file.path(), {});
+  ASSERT_TRUE(storage->properties().can_discard);
+  auto q = storage->open_queue(4);
+  UringQueue& uring = as_uring(*q);
+  AlignedBuffer buf(65536);
+
+  std::memset(buf.data(), 0xFF, buf.size());
+  EXPECT_EQ(read_at(*q, 1 << 20, buf.span()), 65536);
+  EXPECT_TRUE(all_zero(buf.span()));
+  EXPECT_EQ(uring.mapped_transfers(), 0u) << "a hole is read with preadv";
+  EXPECT_EQ(stat_of(file.path()).st_blocks, 0) << "reading a hole must not allocate";
+
+  AlignedBuffer data(65536);
+  fill_pattern(data.span(), 12);
+  EXPECT_EQ(write_at(*q, 2 << 20, data.span()), 65536);
+  EXPECT_EQ(uring.mapped_transfers(), 0u) << "a write into a hole goes through pwritev";
+  EXPECT_EQ(stat_of(file.path()).st_blocks, 65536 / 512);
+  EXPECT_EQ(read_at(*q, 2 << 20, buf.span()), 65536);
+  EXPECT_EQ(std::memcmp(buf.data(), data.data(), buf.size()), 0);
+  EXPECT_EQ(uring.mapped_transfers(), 1u) << "once written, the range is read through the mapping";
+  fill_pattern(data.span(), 13);
+  EXPECT_EQ(write_at(*q, 2 << 20, data.span()), 65536);
+  EXPECT_EQ(uring.mapped_transfers(), 2u) << "and overwritten through it";
+
+  // Another queue of the same image shares what is known about its holes.
+  auto q2 = storage->open_queue(4);
+  EXPECT_EQ(read_at(*q2, 2 << 20, buf.span()), 65536);
+  EXPECT_EQ(std::memcmp(buf.data(), data.data(), buf.size()), 0);
+  EXPECT_EQ(as_uring(*q2).mapped_transfers(), 1u);
+
+  ASSERT_EQ(discard_at(*q, 2 << 20, 65536), 0);
+  EXPECT_EQ(stat_of(file.path()).st_blocks, 0) << "the discard freed the pages";
+  std::memset(buf.data(), 0xFF, buf.size());
+  EXPECT_EQ(read_at(*q2, 2 << 20, buf.span()), 65536);
+  EXPECT_TRUE(all_zero(buf.span()));
+  EXPECT_EQ(as_uring(*q2).mapped_transfers(), 1u) << "a discarded range is a hole again";
+  EXPECT_EQ(stat_of(file.path()).st_blocks, 0) << "reading it back must not allocate";
+}
+
+// The mapped twin of ShortReadOfAShrunkFileIsResumedThenFailsWithEio: the
+// copy takes a SIGBUS, and the fallback preadv reports the short file.
+TEST(FileStorage, AMappedImageTruncatedUnderneathFailsWithEio) {
+  if (!dev_shm_is_tmpfs()) GTEST_SKIP() << "/dev/shm is not tmpfs here";
+  TempFile file("/dev/shm", 1 << 20);
+  AlignedBuffer whole(1 << 20);
+  fill_pattern(whole.span(), 14);
+  write_file(file.path(), 0, whole.span());
+  auto storage = FileStorage::open(file.path(), {});
+  auto q = storage->open_queue(2);
+  AlignedBuffer buf(8192);
+  ASSERT_EQ(read_at(*q, 768 << 10, buf.span()), 8192);
+  ASSERT_EQ(as_uring(*q).mapped_transfers(), 1u);
+  ASSERT_EQ(::truncate(file.path().c_str(), 512 << 10), 0);
+  EXPECT_EQ(read_at(*q, 768 << 10, buf.span()), -EIO);
+  EXPECT_EQ(q->in_flight(), 0u);
+  EXPECT_EQ(read_at(*q, 256 << 10, buf.span()), 8192);
+  EXPECT_EQ(std::memcmp(buf.data(), whole.data() + (256 << 10), buf.size()), 0);
+  // A write there lands, as it would with pwritev alone: the file grows back.
+  EXPECT_EQ(write_at(*q, 768 << 10, buf.span()), 8192);
+  EXPECT_EQ(stat_of(file.path()).st_size, (768 << 10) + 8192);
+  AlignedBuffer back(8192);
+  EXPECT_EQ(read_at(*q, 768 << 10, back.span()), 8192);
+  EXPECT_EQ(std::memcmp(back.data(), buf.data(), back.size()), 0);
 }
 
 }  // namespace
