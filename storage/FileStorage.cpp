@@ -96,7 +96,7 @@ std::unique_ptr<FileStorage> FileStorage::open(const std::string& path, const Op
 FileStorage::FileStorage(std::string path, UniqueFd fd, Properties properties, bool direct_io)
     : path_(std::move(path)),
       fd_(std::move(fd)),
-      mapped_(MappedFile::map(fd_.get(), properties.size_bytes, !properties.read_only, describe())),
+      mapped_(MappedFile::map(fd_.get(), properties.size_bytes, describe())),
       properties_(properties),
       direct_io_(direct_io) {}
 

@@ -12,10 +12,9 @@
 //   device's logical block size, else 512) and buffers must be aligned to it.
 //   A filesystem that refuses O_DIRECT is an open error, not a silent fallback
 //   to the page cache: the administrator asked for uncached I/O.
-// - A file on tmpfs or ramfs is mapped (MappedFile.hpp): its queues copy
-//   through the mapping where the file has pages, so such an image costs no
-//   system call per request. O_DIRECT changes nothing there; the page cache is
-//   the storage.
+// - A file on tmpfs or ramfs is mapped read-only (MappedFile.hpp): its queues
+//   read with memcpy where the file has pages, so a read costs no system call.
+//   O_DIRECT changes nothing there; the page cache is the storage.
 #pragma once
 
 #include <memory>

@@ -71,19 +71,16 @@ bool install_sigbus_handler() {
   return installed;
 }
 
-[[gnu::noinline]] void copy_iovecs(char* file_at, const iovec* iov, unsigned iovcnt, bool to_file) {
+[[gnu::noinline]] void copy_out(const char* file_at, const iovec* iov, unsigned iovcnt) {
   for (unsigned i = 0; i < iovcnt; ++i) {
-    if (to_file)
-      std::memcpy(file_at, iov[i].iov_base, iov[i].iov_len);
-    else
-      std::memcpy(iov[i].iov_base, file_at, iov[i].iov_len);
+    std::memcpy(iov[i].iov_base, file_at, iov[i].iov_len);
     file_at += iov[i].iov_len;
   }
 }
 
 // Nothing with a destructor lives in this frame: a SIGBUS leaves the copy
 // through siglongjmp.
-[[gnu::noinline]] bool guarded_copy(char* file_at, uint64_t bytes, const iovec* iov, unsigned iovcnt, bool to_file) {
+[[gnu::noinline]] bool guarded_copy_out(const char* file_at, uint64_t bytes, const iovec* iov, unsigned iovcnt) {
   RecoveryPoint point;
   point.low = file_at;
   point.high = file_at + bytes;
@@ -93,22 +90,30 @@ bool install_sigbus_handler() {
   }
   t_recovery = &point;
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  copy_iovecs(file_at, iov, iovcnt, to_file);
+  copy_out(file_at, iov, iovcnt);
   std::atomic_signal_fence(std::memory_order_seq_cst);
   t_recovery = nullptr;
   return true;
 }
 
+// The bits of bitmap word `w` that pages [first, last] cover.
+uint64_t word_mask(uint64_t w, uint64_t first, uint64_t last) {
+  uint64_t mask = ~uint64_t{0};
+  if (w == first / 64) mask &= ~uint64_t{0} << (first % 64);
+  if (w == last / 64) mask &= ~uint64_t{0} >> (63 - last % 64);
+  return mask;
+}
+
 }  // namespace
 
-std::unique_ptr<MappedFile> MappedFile::map(int fd, uint64_t size, bool writable, const std::string& name) {
+std::unique_ptr<MappedFile> MappedFile::map(int fd, uint64_t size, const std::string& name) {
   struct statfs fs {};
   if (::fstatfs(fd, &fs) != 0 || (fs.f_type != TMPFS_MAGIC && fs.f_type != RAMFS_MAGIC)) return nullptr;
   if (size == 0 || size > std::numeric_limits<size_t>::max()) return nullptr;
   const long page = ::sysconf(_SC_PAGESIZE);
   if (page <= 0 || !std::has_single_bit(static_cast<unsigned long>(page))) return nullptr;
   if (!install_sigbus_handler()) return nullptr;
-  void* base = ::mmap(nullptr, size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
+  void* base = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) {
     spdlog::debug("{}: cannot map the memory-backed file ({}); using system calls", name, std::strerror(errno));
     return nullptr;
@@ -117,24 +122,22 @@ std::unique_ptr<MappedFile> MappedFile::map(int fd, uint64_t size, bool writable
   ::madvise(base, size, MADV_DONTDUMP);
   ::madvise(base, size, MADV_DONTFORK);
   std::unique_ptr<MappedFile> mapped(
-      new MappedFile(static_cast<char*>(base), size, static_cast<uint64_t>(page), writable));
+      new MappedFile(static_cast<const char*>(base), size, static_cast<uint64_t>(page)));
   mapped->scan_holes(fd);
-  spdlog::debug("{}: memory-backed file mapped ({} bytes{}); data moves with memcpy", name, size,
-                writable ? "" : ", read-only");
+  spdlog::debug("{}: memory-backed file mapped ({} bytes); reads are a memcpy where it has pages", name, size);
   return mapped;
 }
 
-MappedFile::MappedFile(char* base, uint64_t size, uint64_t page_size, bool writable)
+MappedFile::MappedFile(const char* base, uint64_t size, uint64_t page_size)
     : base_(base),
       size_(size),
       page_shift_(static_cast<unsigned>(std::countr_zero(page_size))),
-      writable_(writable),
       hole_words_((((size + page_size - 1) >> page_shift_) + 63) / 64) {
   hole_bits_ = std::make_unique<std::atomic<uint64_t>[]>(hole_words_);
   for (uint64_t w = 0; w < hole_words_; ++w) hole_bits_[w].store(0, std::memory_order_relaxed);
 }
 
-MappedFile::~MappedFile() { ::munmap(base_, size_); }
+MappedFile::~MappedFile() { ::munmap(const_cast<char*>(base_), size_); }
 
 // Every page overlapping a hole is marked: a page wrongly marked only costs a
 // system call, a hole wrongly unmarked would cost a zero page.
@@ -159,9 +162,7 @@ void MappedFile::scan_holes(int fd) {
 
 void MappedFile::set_pages(uint64_t first, uint64_t last, bool hole) {
   for (uint64_t w = first / 64; w <= last / 64; ++w) {
-    uint64_t mask = ~uint64_t{0};
-    if (w == first / 64) mask &= ~uint64_t{0} << (first % 64);
-    if (w == last / 64) mask &= ~uint64_t{0} >> (63 - last % 64);
+    const uint64_t mask = word_mask(w, first, last);
     if (hole)
       hole_bits_[w].fetch_or(mask, std::memory_order_relaxed);
     else
@@ -174,12 +175,8 @@ bool MappedFile::has_hole(uint64_t offset, uint64_t length) const {
   if (offset > size_ || length > size_ - offset) return true;
   const uint64_t first = offset >> page_shift_;
   const uint64_t last = (offset + length - 1) >> page_shift_;
-  for (uint64_t w = first / 64; w <= last / 64; ++w) {
-    uint64_t mask = ~uint64_t{0};
-    if (w == first / 64) mask &= ~uint64_t{0} << (first % 64);
-    if (w == last / 64) mask &= ~uint64_t{0} >> (63 - last % 64);
-    if ((hole_bits_[w].load(std::memory_order_relaxed) & mask) != 0) return true;
-  }
+  for (uint64_t w = first / 64; w <= last / 64; ++w)
+    if ((hole_bits_[w].load(std::memory_order_relaxed) & word_mask(w, first, last)) != 0) return true;
   return false;
 }
 
@@ -200,12 +197,7 @@ void MappedFile::mark_data(uint64_t offset, uint64_t length) {
 
 bool MappedFile::read(uint64_t offset, const iovec* iov, unsigned iovcnt, uint64_t bytes) const {
   if (has_hole(offset, bytes)) return false;
-  return guarded_copy(base_ + offset, bytes, iov, iovcnt, false);
-}
-
-bool MappedFile::write(uint64_t offset, const iovec* iov, unsigned iovcnt, uint64_t bytes) {
-  if (!writable_ || has_hole(offset, bytes)) return false;
-  return guarded_copy(base_ + offset, bytes, iov, iovcnt, true);
+  return guarded_copy_out(base_ + offset, bytes, iov, iovcnt);
 }
 
 }  // namespace xbb::storage

@@ -175,13 +175,9 @@ void UringQueue::flush_submissions() {
 // a short success.
 int32_t UringQueue::transfer_inline(const IoRequest& request, uint64_t bytes) {
   const bool read = request.op == IoOp::Read;
-  if (MappedFile* mapped = config_.mapped) {
-    const bool copied = read ? mapped->read(request.offset, request.iov, request.iovcnt, bytes)
-                             : mapped->write(request.offset, request.iov, request.iovcnt, bytes);
-    if (copied) {
-      ++mapped_transfers_;
-      return static_cast<int32_t>(bytes);
-    }
+  if (read && config_.mapped != nullptr && config_.mapped->read(request.offset, request.iov, request.iovcnt, bytes)) {
+    ++mapped_transfers_;
+    return static_cast<int32_t>(bytes);
   }
   const int32_t result = transfer_with_syscalls(request, bytes);
   if (!read && result >= 0 && config_.mapped != nullptr) config_.mapped->mark_data(request.offset, bytes);

@@ -19,9 +19,10 @@
 //   that hand-off costs more than the copy; the copy itself never waits for
 //   a device. Completions still wait for reap(), signalled through
 //   completion_fd() as usual. Flush and discard keep using io_uring.
-//   When the Storage mapped the file (MappedFile), an inline transfer is a
-//   memcpy through the mapping wherever the file has pages, and preadv/pwritev
-//   otherwise; a discard marks its pages as holes before it is issued.
+//   When the Storage mapped the file (MappedFile), an inline read is a memcpy
+//   through the mapping wherever the file has pages, and preadv otherwise;
+//   writes tell the mapping which pages now exist, and a discard marks its
+//   pages as holes before it is issued.
 // IORING_SETUP_SINGLE_ISSUER is deliberately not used: it binds the ring to the
 // thread that creates it, and queues are often opened on the control thread and
 // then handed to their worker.
@@ -48,8 +49,8 @@ struct UringQueueConfig {
   uint32_t buffer_alignment = 0;  // non-zero for O_DIRECT: iovecs must be aligned
   DiscardMethod discard = DiscardMethod::None;
   std::string name;             // for logs
-  // A memory-backed file's mapping (owned by the Storage): inline reads and
-  // writes copy through it where the file has pages (see MappedFile.hpp).
+  // A memory-backed file's mapping (owned by the Storage): inline reads copy
+  // from it where the file has pages (see MappedFile.hpp).
   MappedFile* mapped = nullptr;
 };
 
@@ -74,7 +75,7 @@ class UringQueue final : public StorageQueue {
   unsigned in_flight() const override { return in_flight_; }
   // Whether Read/Write run inline (see above); decided at construction.
   bool inline_io() const { return inline_io_; }
-  // Inline transfers that went through the mapping rather than a system call.
+  // Inline reads that went through the mapping rather than preadv.
   uint64_t mapped_transfers() const { return mapped_transfers_; }
 
  private:
