@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -123,50 +124,63 @@ std::unique_ptr<MappedFile> MappedFile::map(int fd, uint64_t size, const std::st
   ::madvise(base, size, MADV_DONTFORK);
   std::unique_ptr<MappedFile> mapped(
       new MappedFile(static_cast<const char*>(base), size, static_cast<uint64_t>(page)));
-  mapped->scan_holes(fd);
+  if (mapped->data_bits_ == nullptr) {
+    spdlog::debug("{}: cannot allocate the page bitmap ({}); using system calls", name, std::strerror(errno));
+    return nullptr;
+  }
+  mapped->scan_data(fd);
   spdlog::debug("{}: memory-backed file mapped ({} bytes); reads are a memcpy where it has pages", name, size);
   return mapped;
 }
 
 MappedFile::MappedFile(const char* base, uint64_t size, uint64_t page_size)
-    : base_(base),
-      size_(size),
-      page_shift_(static_cast<unsigned>(std::countr_zero(page_size))),
-      hole_words_((((size + page_size - 1) >> page_shift_) + 63) / 64) {
-  hole_bits_ = std::make_unique<std::atomic<uint64_t>[]>(hole_words_);
-  for (uint64_t w = 0; w < hole_words_; ++w) hole_bits_[w].store(0, std::memory_order_relaxed);
+    : base_(base), size_(size), page_shift_(static_cast<unsigned>(std::countr_zero(page_size))) {
+  const uint64_t words = (((size + page_size - 1) >> page_shift_) + 63) / 64;
+  data_bits_bytes_ = words * sizeof(uint64_t);
+  // Zero-filled on demand: a page of bits exists once a bit in it is set.
+  void* bits = ::mmap(nullptr, data_bits_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                      -1, 0);
+  if (bits != MAP_FAILED) data_bits_ = static_cast<uint64_t*>(bits);
 }
 
-MappedFile::~MappedFile() { ::munmap(const_cast<char*>(base_), size_); }
+MappedFile::~MappedFile() {
+  if (data_bits_ != nullptr) ::munmap(data_bits_, data_bits_bytes_);
+  ::munmap(const_cast<char*>(base_), size_);
+}
 
-// Every page overlapping a hole is marked: a page wrongly marked only costs a
-// system call, a hole wrongly unmarked would cost a zero page.
-void MappedFile::scan_holes(int fd) {
+// tmpfs extents are whole pages (a partial page exists only at end-of-file),
+// so every page overlapping a data extent holds data. Without SEEK_DATA the
+// file is left without data bits: slower (every read uses preadv), never wrong.
+void MappedFile::scan_data(int fd) {
   const auto end = static_cast<off_t>(size_);
   off_t pos = 0;
   while (pos < end) {
-    off_t data = ::lseek(fd, pos, SEEK_DATA);
-    if (data < 0 && errno != ENXIO) {
-      spdlog::warn("mapped file: SEEK_DATA failed ({}); treating the whole file as holes", std::strerror(errno));
-      data = end;
+    const off_t data = ::lseek(fd, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno != ENXIO) spdlog::warn("mapped file: SEEK_DATA failed ({}); reading it with preadv", std::strerror(errno));
+      return;
     }
-    if (data < 0 || data > end) data = end;
-    if (data > pos)
-      set_pages(static_cast<uint64_t>(pos) >> page_shift_, (static_cast<uint64_t>(data) - 1) >> page_shift_, true);
-    if (data >= end) break;
-    const off_t hole = ::lseek(fd, data, SEEK_HOLE);
-    if (hole < 0 || hole <= data) break;  // SEEK_HOLE always finds end-of-file at worst
+    if (data >= end) return;
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0 || hole <= data) return;  // SEEK_HOLE finds end-of-file at worst
+    hole = std::min(hole, end);
+    set_pages(static_cast<uint64_t>(data) >> page_shift_, (static_cast<uint64_t>(hole) - 1) >> page_shift_, true);
     pos = hole;
   }
 }
 
-void MappedFile::set_pages(uint64_t first, uint64_t last, bool hole) {
+void MappedFile::set_pages(uint64_t first, uint64_t last, bool data) {
   for (uint64_t w = first / 64; w <= last / 64; ++w) {
     const uint64_t mask = word_mask(w, first, last);
-    if (hole)
-      hole_bits_[w].fetch_or(mask, std::memory_order_relaxed);
+    std::atomic_ref<uint64_t> word(data_bits_[w]);
+    // Skip words already right: a bitmap page is only touched when it changes.
+    if (data ? (word.load(std::memory_order_relaxed) & mask) == mask
+             : (word.load(std::memory_order_relaxed) & mask) == 0)
+      continue;
+    if (data)
+      word.fetch_or(mask, std::memory_order_relaxed);
     else
-      hole_bits_[w].fetch_and(~mask, std::memory_order_relaxed);
+      word.fetch_and(~mask, std::memory_order_relaxed);
   }
 }
 
@@ -175,24 +189,26 @@ bool MappedFile::has_hole(uint64_t offset, uint64_t length) const {
   if (offset > size_ || length > size_ - offset) return true;
   const uint64_t first = offset >> page_shift_;
   const uint64_t last = (offset + length - 1) >> page_shift_;
-  for (uint64_t w = first / 64; w <= last / 64; ++w)
-    if ((hole_bits_[w].load(std::memory_order_relaxed) & word_mask(w, first, last)) != 0) return true;
+  for (uint64_t w = first / 64; w <= last / 64; ++w) {
+    const uint64_t mask = word_mask(w, first, last);
+    if ((std::atomic_ref<uint64_t>(data_bits_[w]).load(std::memory_order_relaxed) & mask) != mask) return true;
+  }
   return false;
 }
 
 void MappedFile::mark_holes(uint64_t offset, uint64_t length) {
   if (offset >= size_ || length == 0) return;
-  const uint64_t end = std::min(size_, offset + length);
+  const uint64_t end = length > size_ - offset ? size_ : offset + length;
   const uint64_t page = uint64_t{1} << page_shift_;
   const uint64_t first = (offset + page - 1) >> page_shift_;
   const uint64_t end_page = end >> page_shift_;  // tmpfs keeps (and zeroes) a partly punched page
-  if (end_page > first) set_pages(first, end_page - 1, true);
+  if (end_page > first) set_pages(first, end_page - 1, false);
 }
 
 void MappedFile::mark_data(uint64_t offset, uint64_t length) {
   if (offset >= size_ || length == 0) return;
-  const uint64_t end = std::min(size_, offset + length);
-  set_pages(offset >> page_shift_, (end - 1) >> page_shift_, false);
+  const uint64_t end = length > size_ - offset ? size_ : offset + length;
+  set_pages(offset >> page_shift_, (end - 1) >> page_shift_, true);
 }
 
 bool MappedFile::read(uint64_t offset, const iovec* iov, unsigned iovcnt, uint64_t bytes) const {

@@ -17,11 +17,14 @@
 //
 // The mapping is only touched where the file has pages:
 // - A read fault on a tmpfs hole allocates a page, so a sparse image would
-//   fill with zero pages just by being read. The file's holes are therefore
-//   kept in a bitmap (one bit per page): found with SEEK_HOLE at map time,
-//   added by discards before the hole is punched, removed by writes (pwritev
-//   allocates). A read that touches a hole is left to preadv, which reads
-//   holes as zeros without allocating.
+//   fill with zero pages just by being read. Which pages hold data is
+//   therefore kept in a bitmap (one bit per page): found with SEEK_DATA and
+//   SEEK_HOLE at map time, added by writes (pwritev allocates), cleared by
+//   discards before the hole is punched. A read that touches a page without
+//   its bit is left to preadv, which reads holes as zeros without allocating.
+//   The bitmap lives in anonymous memory that the kernel supplies on first
+//   write, so it costs one bit per 4 KiB of data, not of file size: a sparse
+//   2 TiB image costs nothing until it is written.
 // - Holes punched by another process are not seen: reading them through the
 //   mapping costs a zero page each, nothing worse.
 // - Touching a page past the end of a file that another process truncated
@@ -35,14 +38,13 @@
 // of an image that already lives in RAM.
 //
 // Thread safety: read/has_hole/mark_* may run concurrently from several
-// queues' threads (the bitmap words are atomics). A stale bit only ever sends
+// queues' threads (the bitmap words are used as atomics). A stale bit only ever sends
 // a copy to the slower system call, or costs a zero page; it never changes
 // what a read returns.
 #pragma once
 
 #include <sys/uio.h>
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -75,14 +77,14 @@ class MappedFile {
 
  private:
   MappedFile(const char* base, uint64_t size, uint64_t page_size);
-  void scan_holes(int fd);
-  void set_pages(uint64_t first, uint64_t last, bool hole);  // inclusive page range
+  void scan_data(int fd);
+  void set_pages(uint64_t first, uint64_t last, bool data);  // inclusive page range
 
   const char* base_;
   uint64_t size_;
   unsigned page_shift_;
-  std::unique_ptr<std::atomic<uint64_t>[]> hole_bits_;
-  uint64_t hole_words_;
+  uint64_t* data_bits_ = nullptr;  // anonymous mapping; accessed through std::atomic_ref
+  uint64_t data_bits_bytes_ = 0;
 };
 
 }  // namespace xbb::storage
