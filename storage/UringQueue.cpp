@@ -86,7 +86,7 @@ UringQueue::UringQueue(UringQueueConfig config, unsigned depth)
   if (inline_io_) {
     inline_done_.reserve(depth);
     spdlog::debug("{}: memory-backed file: reads and writes run inline{}", config_.name,
-                  config_.mapped != nullptr ? ", through its mapping where it has pages" : "");
+                  config_.mapped != nullptr ? ", reads through its mapping where it has pages" : "");
   }
 }
 

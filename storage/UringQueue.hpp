@@ -19,10 +19,11 @@
 //   that hand-off costs more than the copy; the copy itself never waits for
 //   a device. Completions still wait for reap(), signalled through
 //   completion_fd() as usual. Flush and discard keep using io_uring.
-//   When the Storage mapped the file (MappedFile), an inline read is a memcpy
-//   through the mapping wherever the file has pages, and preadv otherwise;
-//   writes tell the mapping which pages now exist, and a discard marks its
-//   pages as holes before it is issued.
+//   A file the Storage mapped (MappedFile) always runs inline, whatever its
+//   RWF_NOWAIT answer: a read is a memcpy from the mapping wherever the file
+//   has pages, and preadv otherwise; a write is pwritev and then tells the
+//   mapping which pages now exist; a discard marks its pages as holes before
+//   it is issued.
 // IORING_SETUP_SINGLE_ISSUER is deliberately not used: it binds the ring to the
 // thread that creates it, and queues are often opened on the control thread and
 // then handed to their worker.
