@@ -125,10 +125,10 @@ std::unique_ptr<MappedFile> MappedFile::map(int fd, uint64_t size, const std::st
   std::unique_ptr<MappedFile> mapped(
       new MappedFile(static_cast<const char*>(base), size, static_cast<uint64_t>(page)));
   if (mapped->data_bits_ == nullptr) {
-    spdlog::debug("{}: cannot allocate the page bitmap ({}); using system calls", name, std::strerror(errno));
+    spdlog::debug("{}: cannot allocate the page bitmap; using system calls", name);
     return nullptr;
   }
-  mapped->scan_data(fd);
+  mapped->scan_data(fd, name);
   spdlog::debug("{}: memory-backed file mapped ({} bytes); reads are a memcpy where it has pages", name, size);
   return mapped;
 }
@@ -151,13 +151,14 @@ MappedFile::~MappedFile() {
 // tmpfs extents are whole pages (a partial page exists only at end-of-file),
 // so every page overlapping a data extent holds data. Without SEEK_DATA the
 // file is left without data bits: slower (every read uses preadv), never wrong.
-void MappedFile::scan_data(int fd) {
+void MappedFile::scan_data(int fd, const std::string& name) {
   const auto end = static_cast<off_t>(size_);
   off_t pos = 0;
   while (pos < end) {
     const off_t data = ::lseek(fd, pos, SEEK_DATA);
     if (data < 0) {
-      if (errno != ENXIO) spdlog::warn("mapped file: SEEK_DATA failed ({}); reading it with preadv", std::strerror(errno));
+      if (errno != ENXIO)
+        spdlog::warn("{}: SEEK_DATA failed ({}); reading the file with preadv", name, std::strerror(errno));
       return;
     }
     if (data >= end) return;

@@ -77,7 +77,7 @@ class MappedFile {
 
  private:
   MappedFile(const char* base, uint64_t size, uint64_t page_size);
-  void scan_data(int fd);
+  void scan_data(int fd, const std::string& name);
   void set_pages(uint64_t first, uint64_t last, bool data);  // inclusive page range
 
   const char* base_;
