@@ -2,11 +2,9 @@
 // short transfers and the administrator-facing errors.
 #include <fcntl.h>
 #include <linux/falloc.h>
-#include <linux/magic.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -164,9 +162,7 @@ TEST(FileStorage, TmpfsFilesAreTransferredInlineWithTheUsualCompletions) {
   auto q = storage->open_queue(4);
   auto* uring = dynamic_cast<UringQueue*>(q.get());
   ASSERT_NE(uring, nullptr);
-  struct statfs fs {};
-  ASSERT_EQ(::statfs("/dev/shm", &fs), 0);
-  if (fs.f_type != TMPFS_MAGIC) GTEST_SKIP() << "/dev/shm is not tmpfs here";
+  if (!on_tmpfs("/dev/shm")) GTEST_SKIP() << "/dev/shm is not tmpfs here";
   ASSERT_TRUE(uring->inline_io()) << "a tmpfs file is mapped, and mapped copies run inline";
 
   // A write over three unevenly split buffers.
@@ -252,16 +248,11 @@ UringQueue& as_uring(StorageQueue& queue) {
   return *uring;
 }
 
-bool dev_shm_is_tmpfs() {
-  struct statfs fs {};
-  return ::statfs("/dev/shm", &fs) == 0 && fs.f_type == TMPFS_MAGIC;
-}
-
 // Reads go through the mapping where the image has pages and through preadv
 // where it has holes; writes through pwritev. The image stays exactly as
 // sparse as it would with system calls alone.
 TEST(FileStorage, TmpfsImagesCopyThroughTheMappingAndStaySparse) {
-  if (!dev_shm_is_tmpfs()) GTEST_SKIP() << "/dev/shm is not tmpfs here";
+  if (!on_tmpfs("/dev/shm")) GTEST_SKIP() << "/dev/shm is not tmpfs here";
   TempFile file("/dev/shm", 4 << 20);
   auto storage = FileStorage::open(file.path(), {});
   ASSERT_TRUE(storage->properties().can_discard);
@@ -305,7 +296,7 @@ TEST(FileStorage, TmpfsImagesCopyThroughTheMappingAndStaySparse) {
 // The mapped twin of ShortReadOfAShrunkFileIsResumedThenFailsWithEio: the
 // copy takes a SIGBUS, and the fallback preadv reports the short file.
 TEST(FileStorage, AMappedImageTruncatedUnderneathFailsWithEio) {
-  if (!dev_shm_is_tmpfs()) GTEST_SKIP() << "/dev/shm is not tmpfs here";
+  if (!on_tmpfs("/dev/shm")) GTEST_SKIP() << "/dev/shm is not tmpfs here";
   TempFile file("/dev/shm", 1 << 20);
   AlignedBuffer whole(1 << 20);
   fill_pattern(whole.span(), 14);

@@ -2,12 +2,10 @@
 // images sparse, and the SIGBUS recovery that turns a file shrunk underneath
 // into a failed copy rather than a dead daemon.
 #include <fcntl.h>
-#include <linux/magic.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,11 +22,6 @@ namespace xbb::storage::test {
 namespace {
 
 const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-
-bool is_tmpfs(const std::string& directory) {
-  struct statfs fs {};
-  return ::statfs(directory.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC;
-}
 
 UniqueFd open_rw(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
@@ -58,17 +51,29 @@ size_t resident_pages() {
 class MappedFileTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!is_tmpfs("/dev/shm")) GTEST_SKIP() << "/dev/shm is not tmpfs here";
+    if (!on_tmpfs("/dev/shm")) GTEST_SKIP() << "/dev/shm is not tmpfs here";
   }
+  // A tmpfs file of `size` bytes, every byte written (pattern `seed`), and its mapping.
+  void map_written_file(uint64_t size, uint64_t seed) {
+    file_ = std::make_unique<TempFile>("/dev/shm", size);
+    fd_ = open_rw(file_->path());
+    write_pattern(fd_.get(), 0, size, seed);
+    mapped_ = MappedFile::map(fd_.get(), size, "written");
+    ASSERT_NE(mapped_, nullptr);
+  }
+
+  std::unique_ptr<TempFile> file_;
+  UniqueFd fd_;
+  std::unique_ptr<MappedFile> mapped_;
 };
 
 TEST(MappedFile, OnlyMemoryBackedFilesAreMapped) {
-  if (is_tmpfs("/var/tmp")) GTEST_SKIP() << "/var/tmp is tmpfs here: no disk-backed file system to compare";
+  if (on_tmpfs("/var/tmp")) GTEST_SKIP() << "/var/tmp is tmpfs here: no disk-backed file system to compare";
   TempFile on_disk("/var/tmp", 1 << 20);
   UniqueFd disk_fd = open_rw(on_disk.path());
   EXPECT_EQ(MappedFile::map(disk_fd.get(), 1 << 20, "disk"), nullptr)
       << "a disk-backed file keeps its page cache and writeback: system calls, not a mapping";
-  if (!is_tmpfs("/dev/shm")) GTEST_SKIP() << "/dev/shm is not tmpfs here";
+  if (!on_tmpfs("/dev/shm")) GTEST_SKIP() << "/dev/shm is not tmpfs here";
   TempFile in_memory("/dev/shm", 1 << 20);
   UniqueFd memory_fd = open_rw(in_memory.path());
   auto mapped = MappedFile::map(memory_fd.get(), 1 << 20, "memory");
@@ -143,45 +148,37 @@ TEST_F(MappedFileTest, ASparseTerabyteCostsNoBitmapMemory) {
 
 TEST_F(MappedFileTest, CopiesMatchTheFileAndFollowItsWrites) {
   const uint64_t size = 1 << 20;
-  TempFile file("/dev/shm", size);
-  UniqueFd fd = open_rw(file.path());
-  write_pattern(fd.get(), 0, size, 21);
-  auto mapped = MappedFile::map(fd.get(), size, "copies");
-  ASSERT_NE(mapped, nullptr);
+  ASSERT_NO_FATAL_FAILURE(map_written_file(size, 21));
 
   AlignedBuffer whole(size);
   fill_pattern(whole.span(), 21);
   AlignedBuffer in(3 * 4096);
   iovec split[3] = {in.iov(0, 512), in.iov(512, 7680), in.iov(8192, 4096)};
-  ASSERT_TRUE(mapped->read(64 * 1024 + 512, split, 3, 3 * 4096));
+  ASSERT_TRUE(mapped_->read(64 * 1024 + 512, split, 3, 3 * 4096));
   EXPECT_EQ(std::memcmp(in.data(), whole.data() + 64 * 1024 + 512, in.size()), 0);
 
   // A write by system call is what the next copy sees: the mapping is the page cache.
-  write_pattern(fd.get(), 128 * 1024, 2 * 4096, 22);
+  write_pattern(fd_.get(), 128 * 1024, 2 * 4096, 22);
   AlignedBuffer expected(2 * 4096);
   fill_pattern(expected.span(), 22);
   AlignedBuffer back(2 * 4096);
   iovec halves[2] = {back.iov(0, 4096 + 512), back.iov(4096 + 512, 4096 - 512)};
-  ASSERT_TRUE(mapped->read(128 * 1024, halves, 2, 2 * 4096));
+  ASSERT_TRUE(mapped_->read(128 * 1024, halves, 2, 2 * 4096));
   EXPECT_EQ(std::memcmp(back.data(), expected.data(), back.size()), 0);
 }
 
 TEST_F(MappedFileTest, AFileTruncatedUnderneathFailsTheCopyAndTheProcessLives) {
   const uint64_t size = 1 << 20;
-  TempFile file("/dev/shm", size);
-  UniqueFd fd = open_rw(file.path());
-  write_pattern(fd.get(), 0, size, 31);
-  auto mapped = MappedFile::map(fd.get(), size, "truncated");
-  ASSERT_NE(mapped, nullptr);
-  ASSERT_EQ(::ftruncate(fd.get(), size / 2), 0);
+  ASSERT_NO_FATAL_FAILURE(map_written_file(size, 31));
+  ASSERT_EQ(::ftruncate(fd_.get(), size / 2), 0);
 
   AlignedBuffer buffer(8192);
   iovec v = buffer.iov(0, 8192);
-  EXPECT_FALSE(mapped->read(size / 2 + 4096, &v, 1, 8192)) << "SIGBUS past the new end is a failed copy";
-  EXPECT_FALSE(mapped->read(size / 2 - 4096, &v, 1, 8192)) << "straddling the new end";
-  EXPECT_TRUE(mapped->read(size / 4, &v, 1, 8192)) << "below the new end the mapping still works";
+  EXPECT_FALSE(mapped_->read(size / 2 + 4096, &v, 1, 8192)) << "SIGBUS past the new end is a failed copy";
+  EXPECT_FALSE(mapped_->read(size / 2 - 4096, &v, 1, 8192)) << "straddling the new end";
+  EXPECT_TRUE(mapped_->read(size / 4, &v, 1, 8192)) << "below the new end the mapping still works";
   // A second fault is caught too: the first did not leave SIGBUS blocked.
-  EXPECT_FALSE(mapped->read(size - 8192, &v, 1, 8192));
+  EXPECT_FALSE(mapped_->read(size - 8192, &v, 1, 8192));
 }
 
 // The handler must only swallow faults inside a guarded copy.

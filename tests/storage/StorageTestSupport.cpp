@@ -2,7 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <poll.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <array>
@@ -44,6 +46,11 @@ bool all_zero(std::span<const unsigned char> bytes) {
   for (unsigned char b : bytes)
     if (b != 0) return false;
   return true;
+}
+
+bool on_tmpfs(const std::string& directory) {
+  struct statfs fs {};
+  return ::statfs(directory.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC;
 }
 
 TempFile::TempFile(const std::string& directory, uint64_t size, const std::string& name_hint) {

@@ -37,6 +37,9 @@ class AlignedBuffer {
 void fill_pattern(std::span<unsigned char> out, uint64_t seed);
 bool all_zero(std::span<const unsigned char> bytes);
 
+// Whether `directory` is on tmpfs (where FileStorage maps its files).
+bool on_tmpfs(const std::string& directory);
+
 // A sparse file of `size` bytes in `directory`, removed on destruction.
 class TempFile {
  public:
