@@ -11,12 +11,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "storage/DeviceStorage.hpp"
-#include "storage/FileStorage.hpp"
-#include "storage/NbdStorage.hpp"
 #include "storage/OpenError.hpp"
-#include "storage/RamStorage.hpp"
-#include "storage/SizeParser.hpp"
 
 namespace xbb::storage {
 namespace {
@@ -27,71 +22,32 @@ bool is_kind_name(const std::string& name) {
   });
 }
 
-std::string require_path(const std::string& kind, const std::string& path) {
-  if (path.empty()) throw StorageError(fmt::format("{}: no path given ({}:PATH)", kind, kind));
-  return path;
-}
-
-std::unique_ptr<Storage> open_ram(const std::string& argument, const OpenOptions& options) {
-  const auto colon = argument.find(':');
-  const std::string size_text = argument.substr(0, colon);
-  const std::string image = colon == std::string::npos ? "" : argument.substr(colon + 1);
-  if (colon != std::string::npos && image.empty())
-    throw StorageError("ram: the image path after the second ':' is empty (ram:SIZE:IMAGE)");
-  uint64_t size = 0;
-  if (size_text.empty() || size_text == "auto") {
-    if (image.empty())
-      throw StorageError("ram: no size given (ram:SIZE, e.g. ram:64M, or ram:auto:IMAGE to size it to an image)");
-  } else if (auto parsed = parse_size(size_text)) {
-    size = *parsed;
-    if (size == 0) throw StorageError("ram: the size must not be zero");
-  } else {
-    throw StorageError(fmt::format(
-        "ram: size '{}' is not a size (use digits with an optional K, M, G or T suffix, e.g. ram:64M)", size_text));
-  }
-  return RamStorage::create(size, image, options);
-}
-
-std::unique_ptr<Storage> open_plain_path(const std::string& path, const OpenOptions& options) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) throw open_error("target", path, errno, !options.read_only);
-  if (S_ISREG(st.st_mode)) return FileStorage::open(path, options);
-  if (S_ISBLK(st.st_mode)) return DeviceStorage::open(path, options);
-  throw StorageError(
-      fmt::format("target: '{}' is {}; expected a disk image file or a block device", path, describe_file_type(st.st_mode)));
-}
-
 class Registry {
  public:
-  Registry() {
-    kinds_["file"] = [](const std::string& a, const OpenOptions& o) {
-      return std::unique_ptr<Storage>(FileStorage::open(require_path("file", a), o));
-    };
-    kinds_["dev"] = [](const std::string& a, const OpenOptions& o) {
-      return std::unique_ptr<Storage>(DeviceStorage::open(require_path("dev", a), o));
-    };
-    kinds_["ram"] = open_ram;
-    kinds_["nbd"] = open_nbd_target;
-  }
+  Registry() { add_builtin_kinds(table_); }
   void add(const std::string& name, KindFactory factory) {
     std::lock_guard lock(mutex_);
-    kinds_[name] = std::move(factory);
+    table_.kinds[name] = std::move(factory);
   }
   KindFactory find(const std::string& name) {
     std::lock_guard lock(mutex_);
-    auto it = kinds_.find(name);
-    return it == kinds_.end() ? KindFactory{} : it->second;
+    auto it = table_.kinds.find(name);
+    return it == table_.kinds.end() ? KindFactory{} : it->second;
+  }
+  KindFactory plain_path() {
+    std::lock_guard lock(mutex_);
+    return table_.plain_path;
   }
   std::vector<std::string> names() {
     std::lock_guard lock(mutex_);
     std::vector<std::string> out;
-    for (const auto& [name, factory] : kinds_) out.push_back(name);
+    for (const auto& [name, factory] : table_.kinds) out.push_back(name);
     return out;  // std::map keeps them sorted
   }
 
  private:
   std::mutex mutex_;
-  std::map<std::string, KindFactory> kinds_;
+  KindTable table_;
 };
 
 Registry& registry() {
@@ -124,7 +80,9 @@ std::unique_ptr<Storage> open_target(const std::string& target, const OpenOption
       throw StorageError(fmt::format("target: unknown storage kind '{}' in '{}' (known kinds: {})", kind, target,
                                      fmt::join(registered_kinds(), ", ")));
   }
-  return open_plain_path(target, options);
+  KindFactory plain_path = registry().plain_path();
+  if (!plain_path) throw StorageError(fmt::format("target: '{}' names no kind, and no storage kind opens plain paths", target));
+  return plain_path(target, options);
 }
 
 }  // namespace xbb::storage

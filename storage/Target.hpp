@@ -5,9 +5,9 @@
 //   PATH              a regular file (disk image) or a block device, told apart
 //                     with stat(); anything else (a directory, a FIFO...) is an
 //                     error that says what PATH is
-//   file:PATH         a regular file                    (FileStorage.hpp)
-//   dev:PATH          a block device                    (DeviceStorage.hpp)
-//   ram:SIZE          an empty RAM disk of SIZE bytes   (RamStorage.hpp)
+//   file:PATH         a regular file                    (file/FileStorage.hpp)
+//   dev:PATH          a block device                    (file/DeviceStorage.hpp)
+//   ram:SIZE          an empty RAM disk of SIZE bytes   (ram/RamStorage.hpp)
 //   ram:SIZE:IMAGE    a RAM disk of SIZE bytes preloaded with the file IMAGE,
 //                     which must not be larger than SIZE
 //   ram::IMAGE        a RAM disk sized to IMAGE (rounded up to 512 bytes);
@@ -19,7 +19,8 @@
 // '-', '_'), so "/srv/a:b.img" is a plain path; an unregistered kind name is an
 // error unless a file of that exact name exists.
 //
-// Adding a kind is one small file with a factory, registered at start-up:
+// The built-in kinds add themselves from their folders (KindTable.hpp); a
+// program can add more at start-up:
 //   storage::register_kind("nbd", [](const std::string& uri, const OpenOptions& o) {
 //     return NbdStorage::open(uri, o);
 //   });
@@ -30,19 +31,17 @@
 #include <string>
 #include <vector>
 
+#include "storage/KindTable.hpp"
 #include "storage/OpenOptions.hpp"
 #include "storage/Storage.hpp"
 
 namespace xbb::storage {
 
-// Receives the text after "KIND:". Throws StorageError on failure.
-using KindFactory = std::function<std::unique_ptr<Storage>(const std::string& argument, const OpenOptions& options)>;
-
 // Adds (or replaces) a kind. Thread-safe. Throws std::invalid_argument for a
 // name that is not a kind name or a null factory.
 void register_kind(const std::string& name, KindFactory factory);
 
-// Registered kind names, sorted ("dev", "file", "ram" are built in).
+// Registered kind names, sorted ("dev", "file", "nbd", "ram", "snapshot" are built in).
 std::vector<std::string> registered_kinds();
 
 // Opens `target`; throws StorageError with a message an administrator can act on.

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/Tunables.hpp"
+#include "backend/engine/Tunables.hpp"
 
 namespace xbb::bench {
 

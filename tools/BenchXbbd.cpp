@@ -13,7 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <xen/io/blkif.h>
 
-#include "backend/Daemon.hpp"
+#include "backend/daemon/Daemon.hpp"
 #include "storage/Target.hpp"
 #include "tests/frontend/SimWorld.hpp"
 #include "tools/BenchHistogram.hpp"

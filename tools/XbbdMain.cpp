@@ -22,9 +22,9 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
-#include "backend/Daemon.hpp"
-#include "backend/DaemonConfig.hpp"
-#include "backend/Supervisor.hpp"
+#include "backend/daemon/Daemon.hpp"
+#include "backend/daemon/DaemonConfig.hpp"
+#include "backend/daemon/Supervisor.hpp"
 #include "storage/Target.hpp"
 #include "tools/XbbdMain.hpp"
 #include "xenstore/Vdev.hpp"

@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "backend/ControlServer.hpp"
+#include "backend/daemon/ControlServer.hpp"
 
 namespace {
 

@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "backend/ControlServer.hpp"
+#include "backend/daemon/ControlServer.hpp"
 
 namespace xbb::backendtest {
 

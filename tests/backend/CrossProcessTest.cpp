@@ -20,7 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend/ControlServer.hpp"
+#include "backend/daemon/ControlServer.hpp"
 #include "tests/backend/CrossProcessChild.hpp"
 #include "tests/backend/CrossProcessDaemon.hpp"
 #include "tests/backend/DaemonHarness.hpp"

@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend/Daemon.hpp"
+#include "backend/daemon/Daemon.hpp"
 #include "tests/backend/FailingStorage.hpp"
 #include "tests/frontend/SimWorld.hpp"
 

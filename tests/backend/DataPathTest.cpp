@@ -173,7 +173,7 @@ TEST(DataPathFeatures, DiscardDisabledByToolstackIsNotOffered) {
   disk->close();
 }
 
-// Notification moderation (backend/NotifyModeration.hpp) on a deep queue:
+// Notification moderation (backend/engine/NotifyModeration.hpp) on a deep queue:
 // off by default; switched on, events are held to cover several responses,
 // every request is still answered, and notify_batch=0 turns it off again on
 // the running device.

@@ -10,7 +10,7 @@
 #include <atomic>
 #include <map>
 
-#include "backend/ControlServer.hpp"
+#include "backend/daemon/ControlServer.hpp"
 #include "tests/backend/DaemonHarness.hpp"
 #include "tests/frontend/Pattern.hpp"
 

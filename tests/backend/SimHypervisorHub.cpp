@@ -21,7 +21,7 @@
 
 namespace xbb::backendtest {
 
-using sim::UniqueFd;
+using storage::UniqueFd;
 using sim::broker::receive_record;
 using sim::broker::send_record;
 
@@ -39,7 +39,7 @@ sockaddr_un address(const std::string& path) {
   return addr;
 }
 
-UniqueFd duplicate(int fd) { return UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0)); }
+storage::UniqueFd duplicate(int fd) { return storage::UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0)); }
 
 struct HubMessage {
   uint32_t magic = kHubMagic;
@@ -93,7 +93,7 @@ void SimHypervisorHub::accept_loop() {
       return;
     }
     if (fds[0].revents) return;
-    UniqueFd peer(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    storage::UniqueFd peer(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!peer) continue;
     // A process that stops answering is dropped rather than hanging the guests.
     const timeval tv{5, 0};
@@ -109,7 +109,7 @@ namespace {
 int exchange(int peer, const void* message, size_t size, std::span<const int> fds) {
   if (int rc = send_record(peer, message, size, fds); rc != 0) return rc;
   int32_t result = 0;
-  std::vector<UniqueFd> none;
+  std::vector<storage::UniqueFd> none;
   const ssize_t n = receive_record(peer, &result, sizeof result, none);
   if (n != static_cast<ssize_t>(sizeof result)) return n < 0 ? static_cast<int>(n) : -EPIPE;
   return result;
@@ -231,7 +231,7 @@ class HubMirror final : public ports::Hypervisor {
       if (fds[0].revents) break;
       if (!fds[1].revents) continue;
       HubMessage m{};
-      std::vector<UniqueFd> fds_in;
+      std::vector<storage::UniqueFd> fds_in;
       const ssize_t n = receive_record(socket_.get(), &m, sizeof m, fds_in);
       if (n != static_cast<ssize_t>(sizeof m) || m.magic != kHubMagic) break;  // the hub is gone
       const int32_t result = apply(m, fds_in);
@@ -242,7 +242,7 @@ class HubMirror final : public ports::Hypervisor {
     synced_changed_.notify_all();
   }
 
-  int32_t apply(const HubMessage& m, std::vector<UniqueFd>& fds) {
+  int32_t apply(const HubMessage& m, std::vector<storage::UniqueFd>& fds) {
     const auto domid = static_cast<ports::DomId>(m.domid);
     try {
       switch (m.op) {
@@ -278,7 +278,7 @@ class HubMirror final : public ports::Hypervisor {
 
   sim::SimHypervisor hypervisor_{0};
   std::map<ports::DomId, std::shared_ptr<sim::SimDomainLink>> links_;  // serve() thread only
-  UniqueFd socket_, stop_;
+  storage::UniqueFd socket_, stop_;
   std::mutex mutex_;
   std::condition_variable synced_changed_;
   bool synced_ = false, ended_ = false;

@@ -25,7 +25,7 @@
 #include "ring/ports/GuestMemory.hpp"
 #include "tests/sim/guestmem/SimDomainLink.hpp"
 #include "tests/sim/guestmem/SimGuestMemory.hpp"
-#include "tests/sim/guestmem/UniqueFd.hpp"
+#include "storage/UniqueFd.hpp"
 
 namespace xbb::backendtest {
 
@@ -50,10 +50,10 @@ class SimHypervisorHub {
   class Link;
   struct Port {
     ports::DomId remote = 0;
-    sim::UniqueFd to_remote, from_remote;
+    storage::UniqueFd to_remote, from_remote;
   };
   struct Domain {
-    sim::UniqueFd memory, grant_table;
+    storage::UniqueFd memory, grant_table;
     std::map<ports::EvtchnPort, Port> ports;
   };
   void accept_loop();
@@ -65,10 +65,10 @@ class SimHypervisorHub {
   bool send_snapshot(int peer);
 
   std::string path_;
-  sim::UniqueFd listener_, stop_;
+  storage::UniqueFd listener_, stop_;
   mutable std::mutex mutex_;
   std::map<ports::DomId, Domain> domains_;
-  std::vector<sim::UniqueFd> peers_;
+  std::vector<storage::UniqueFd> peers_;
   std::thread thread_;
 };
 

@@ -8,11 +8,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "backend/BufferPool.hpp"
-#include "backend/DaemonConfig.hpp"
-#include "backend/FrontendRings.hpp"
-#include "backend/Statistics.hpp"
-#include "backend/Tunables.hpp"
+#include "backend/engine/BufferPool.hpp"
+#include "backend/daemon/DaemonConfig.hpp"
+#include "backend/engine/FrontendRings.hpp"
+#include "backend/engine/Statistics.hpp"
+#include "backend/engine/Tunables.hpp"
 #include "tests/sim/xenstore/SimStore.hpp"
 #include "tests/sim/xenstore/SimXenStore.hpp"
 

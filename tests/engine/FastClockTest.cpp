@@ -1,4 +1,4 @@
-#include "backend/FastClock.hpp"
+#include "backend/engine/FastClock.hpp"
 
 #include <gtest/gtest.h>
 

@@ -2,7 +2,7 @@
 // hands (microseconds below).
 #include <gtest/gtest.h>
 
-#include "backend/NotifyModeration.hpp"
+#include "backend/engine/NotifyModeration.hpp"
 
 namespace xbb::backend {
 namespace {

@@ -1,7 +1,7 @@
 // Factories for the simulated host's parts, behind forward declarations.
 //
 // tests/sim/guestmem and tests/sim/xenstore each define a class
-// xbb::sim::UniqueFd in their own header, so no translation unit may include
+// xbb::storage::UniqueFd in their own header, so no translation unit may include
 // headers of both. Everything that needs both (the toolstack, in-process
 // guests, the whole-daemon tests) goes through these functions instead;
 // SimPartsGuestMem.cpp includes only guestmem headers and SimPartsStore.cpp

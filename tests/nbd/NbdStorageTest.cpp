@@ -9,8 +9,8 @@
 #include <thread>
 #include <vector>
 
-#include "storage/NbdQueue.hpp"
-#include "storage/NbdStorage.hpp"
+#include "storage/nbd/NbdQueue.hpp"
+#include "storage/nbd/NbdStorage.hpp"
 #include "storage/Target.hpp"
 #include "tests/nbd/NbdTestSupport.hpp"
 #include "tests/nbd/NbdkitProcess.hpp"

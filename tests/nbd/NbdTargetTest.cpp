@@ -1,7 +1,7 @@
 // The `nbd:` target syntax (no server needed).
 #include <gtest/gtest.h>
 
-#include "storage/NbdTarget.hpp"
+#include "storage/nbd/NbdTarget.hpp"
 #include "storage/Storage.hpp"
 
 namespace xbb::storage {

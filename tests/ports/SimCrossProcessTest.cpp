@@ -139,7 +139,7 @@ TEST_F(SimCrossProcessTest, GuestProcessSharesMemoryAndEventsThenDies) {
     int go_pipe[2], report_pipe[2];
     ASSERT_EQ(::pipe2(go_pipe, O_CLOEXEC), 0);
     ASSERT_EQ(::pipe2(report_pipe, O_CLOEXEC), 0);
-    UniqueFd go_read(go_pipe[0]), go(go_pipe[1]), report(report_pipe[0]), report_write(report_pipe[1]);
+    storage::UniqueFd go_read(go_pipe[0]), go(go_pipe[1]), report(report_pipe[0]), report_write(report_pipe[1]);
     // Fork before the broker thread exists, so the child starts single-threaded.
     ChildProcess child{::fork()};
     ASSERT_GE(child.pid, 0);

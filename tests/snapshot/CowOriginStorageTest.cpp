@@ -8,11 +8,11 @@
 
 #include <gtest/gtest.h>
 
-#include "storage/CowOriginStorage.hpp"
-#include "storage/FileStorage.hpp"
-#include "storage/RamStorage.hpp"
-#include "storage/SnapshotStorage.hpp"
-#include "storage/SnapshotStore.hpp"
+#include "storage/snapshot/CowOriginStorage.hpp"
+#include "storage/file/FileStorage.hpp"
+#include "storage/ram/RamStorage.hpp"
+#include "storage/snapshot/SnapshotStorage.hpp"
+#include "storage/snapshot/SnapshotStore.hpp"
 #include "tests/snapshot/SnapshotTestSupport.hpp"
 
 namespace xbb::storage {

@@ -8,8 +8,8 @@
 
 #include <gtest/gtest.h>
 
-#include "storage/SnapshotStore.hpp"
-#include "storage/SnapshotStoreFormat.hpp"
+#include "storage/snapshot/SnapshotStore.hpp"
+#include "storage/snapshot/SnapshotStoreFormat.hpp"
 #include "tests/snapshot/SnapshotTestSupport.hpp"
 
 namespace xbb::storage {

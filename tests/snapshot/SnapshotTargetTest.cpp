@@ -1,10 +1,10 @@
 // "snapshot:ORIGIN:STORE" targets and the origin registry.
 #include <gtest/gtest.h>
 
-#include "storage/CowOriginRegistry.hpp"
-#include "storage/CowOriginStorage.hpp"
-#include "storage/FileStorage.hpp"
-#include "storage/SnapshotTarget.hpp"
+#include "storage/snapshot/CowOriginRegistry.hpp"
+#include "storage/snapshot/CowOriginStorage.hpp"
+#include "storage/file/FileStorage.hpp"
+#include "storage/snapshot/SnapshotTarget.hpp"
 #include "storage/Target.hpp"
 #include "tests/snapshot/SnapshotTestSupport.hpp"
 
@@ -14,7 +14,6 @@ namespace {
 using namespace snapshot_test;
 
 TEST(SnapshotTarget, OpensASnapshotOfARegisteredOrigin) {
-  register_snapshot_kind();
   TempDir dir;
   make_file(dir.file("o.img"), 1 << 20);
   const std::string store = dir.file("s.cow");
@@ -42,7 +41,6 @@ TEST(SnapshotTarget, OpensASnapshotOfARegisteredOrigin) {
 }
 
 TEST(SnapshotTarget, ExplainsBadTargets) {
-  register_snapshot_kind();
   EXPECT_NE(error_of([] { open_target("snapshot:3/xvda", {}); }).find("ORIGIN:STORE"), std::string::npos);
   EXPECT_NE(error_of([] { open_target("snapshot::/x.cow", {}); }).find("ORIGIN:STORE"), std::string::npos);
   EXPECT_NE(error_of([] { open_target("snapshot:9/xvdz:/x.cow", {}); }).find("not a disk this daemon serves"),

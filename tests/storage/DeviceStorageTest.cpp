@@ -8,7 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "StorageTestSupport.hpp"
-#include "storage/DeviceStorage.hpp"
+#include "storage/file/DeviceStorage.hpp"
 
 namespace xbb::storage::test {
 namespace {

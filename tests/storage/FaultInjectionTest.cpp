@@ -10,8 +10,8 @@
 #include <gtest/gtest.h>
 
 #include "StorageTestSupport.hpp"
-#include "storage/FaultInjection.hpp"
-#include "storage/RamStorage.hpp"
+#include "storage/fault/FaultInjection.hpp"
+#include "storage/ram/RamStorage.hpp"
 
 namespace xbb::storage::test {
 namespace {

@@ -13,9 +13,9 @@
 #include <gtest/gtest.h>
 
 #include "StorageTestSupport.hpp"
-#include "storage/FileStorage.hpp"
+#include "storage/file/FileStorage.hpp"
 #include "storage/OpenError.hpp"
-#include "storage/UringQueue.hpp"
+#include "storage/file/UringQueue.hpp"
 
 namespace xbb::storage::test {
 namespace {

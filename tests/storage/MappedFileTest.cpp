@@ -15,7 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "StorageTestSupport.hpp"
-#include "storage/MappedFile.hpp"
+#include "storage/file/MappedFile.hpp"
 #include "storage/UniqueFd.hpp"
 
 namespace xbb::storage::test {
@@ -23,8 +23,8 @@ namespace {
 
 const uint64_t kPage = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 
-UniqueFd open_rw(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+storage::UniqueFd open_rw(const std::string& path) {
+  storage::UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
   EXPECT_TRUE(fd) << path << ": " << std::strerror(errno);
   return fd;
 }
@@ -63,19 +63,19 @@ class MappedFileTest : public ::testing::Test {
   }
 
   std::unique_ptr<TempFile> file_;
-  UniqueFd fd_;
+  storage::UniqueFd fd_;
   std::unique_ptr<MappedFile> mapped_;
 };
 
 TEST(MappedFile, OnlyMemoryBackedFilesAreMapped) {
   if (on_tmpfs("/var/tmp")) GTEST_SKIP() << "/var/tmp is tmpfs here: no disk-backed file system to compare";
   TempFile on_disk("/var/tmp", 1 << 20);
-  UniqueFd disk_fd = open_rw(on_disk.path());
+  storage::UniqueFd disk_fd = open_rw(on_disk.path());
   EXPECT_EQ(MappedFile::map(disk_fd.get(), 1 << 20, "disk"), nullptr)
       << "a disk-backed file keeps its page cache and writeback: system calls, not a mapping";
   if (!on_tmpfs("/dev/shm")) GTEST_SKIP() << "/dev/shm is not tmpfs here";
   TempFile in_memory("/dev/shm", 1 << 20);
-  UniqueFd memory_fd = open_rw(in_memory.path());
+  storage::UniqueFd memory_fd = open_rw(in_memory.path());
   auto mapped = MappedFile::map(memory_fd.get(), 1 << 20, "memory");
   ASSERT_NE(mapped, nullptr);
   EXPECT_EQ(mapped->size(), 1u << 20);
@@ -84,7 +84,7 @@ TEST(MappedFile, OnlyMemoryBackedFilesAreMapped) {
 TEST_F(MappedFileTest, HolesAreFoundAtMapTimeAndFollowDiscardsAndWrites) {
   const uint64_t size = 256 * kPage;
   TempFile file("/dev/shm", size);
-  UniqueFd fd = open_rw(file.path());
+  storage::UniqueFd fd = open_rw(file.path());
   write_pattern(fd.get(), 0, kPage, 1);              // page 0
   write_pattern(fd.get(), 5 * kPage, 3 * kPage, 2);  // pages 5-7
   write_pattern(fd.get(), 200 * kPage, kPage, 3);    // page 200
@@ -128,7 +128,7 @@ TEST_F(MappedFileTest, HolesAreFoundAtMapTimeAndFollowDiscardsAndWrites) {
 TEST_F(MappedFileTest, ASparseTerabyteCostsNoBitmapMemory) {
   const uint64_t size = uint64_t{1} << 40;
   TempFile file("/dev/shm", 0);
-  UniqueFd fd = open_rw(file.path());
+  storage::UniqueFd fd = open_rw(file.path());
   ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(size)), 0);
   write_pattern(fd.get(), size / 2, kPage, 5);
   const size_t before = resident_pages();

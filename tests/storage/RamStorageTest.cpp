@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "StorageTestSupport.hpp"
-#include "storage/RamStorage.hpp"
+#include "storage/ram/RamStorage.hpp"
 
 namespace xbb::storage::test {
 namespace {

@@ -105,7 +105,7 @@ class RawConnection {
   }
 
  private:
-  UniqueFd fd_;
+  storage::UniqueFd fd_;
   Decoder decoder_;
 };
 

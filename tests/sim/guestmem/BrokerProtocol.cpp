@@ -30,7 +30,7 @@ int send_record(int socket, const void* data, size_t size, std::span<const int> 
   }
 }
 
-ssize_t receive_record(int socket, void* data, size_t size, std::vector<UniqueFd>& fds) {
+ssize_t receive_record(int socket, void* data, size_t size, std::vector<storage::UniqueFd>& fds) {
   fds.clear();
   iovec iov{data, size};
   // Room for more fds than we accept, so a sender that attaches too many is

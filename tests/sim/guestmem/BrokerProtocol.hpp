@@ -11,7 +11,7 @@
 #include <span>
 #include <vector>
 
-#include "tests/sim/guestmem/UniqueFd.hpp"
+#include "storage/UniqueFd.hpp"
 
 namespace xbb::sim::broker {
 
@@ -42,6 +42,6 @@ int send_record(int socket, const void* data, size_t size, std::span<const int> 
 // Receives one record into `data` (at most `size` bytes) and the fds attached
 // to it. Returns the record's length, 0 at end of stream, or -errno.
 // Truncated records or surplus fds are reported as -EMSGSIZE (fds closed).
-ssize_t receive_record(int socket, void* data, size_t size, std::vector<UniqueFd>& fds);
+ssize_t receive_record(int socket, void* data, size_t size, std::vector<storage::UniqueFd>& fds);
 
 }  // namespace xbb::sim::broker

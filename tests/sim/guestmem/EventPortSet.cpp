@@ -20,7 +20,7 @@ int EventPortSet::arm(EvtchnPort port, const Port& p, int op) {
   return ::epoll_ctl(epoll_.get(), op, p.incoming.get(), &ev) == 0 ? 0 : -errno;
 }
 
-int EventPortSet::add(EvtchnPort port, UniqueFd incoming, UniqueFd outgoing) {
+int EventPortSet::add(EvtchnPort port, storage::UniqueFd incoming, storage::UniqueFd outgoing) {
   if (!incoming || !outgoing) return -EBADF;
   if (ports_.contains(port)) return -EEXIST;
   Port p{std::move(incoming), std::move(outgoing), false};

@@ -14,7 +14,7 @@
 #include <unordered_map>
 
 #include "ring/ports/GuestMemory.hpp"
-#include "tests/sim/guestmem/UniqueFd.hpp"
+#include "storage/UniqueFd.hpp"
 
 namespace xbb::sim {
 
@@ -26,7 +26,7 @@ class EventPortSet {
   EventPortSet();
 
   // `incoming` is written by the other side, `outgoing` by us. Returns 0 or -errno.
-  int add(EvtchnPort port, UniqueFd incoming, UniqueFd outgoing);
+  int add(EvtchnPort port, storage::UniqueFd incoming, storage::UniqueFd outgoing);
   int remove(EvtchnPort port);
   bool contains(EvtchnPort port) const { return ports_.contains(port); }
 
@@ -37,13 +37,13 @@ class EventPortSet {
 
  private:
   struct Port {
-    UniqueFd incoming;
-    UniqueFd outgoing;
+    storage::UniqueFd incoming;
+    storage::UniqueFd outgoing;
     bool masked = false;
   };
   int arm(EvtchnPort port, const Port& p, int op);
 
-  UniqueFd epoll_;
+  storage::UniqueFd epoll_;
   std::unordered_map<EvtchnPort, Port> ports_;
 };
 

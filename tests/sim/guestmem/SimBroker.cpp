@@ -20,7 +20,7 @@
 namespace xbb::sim {
 
 struct SimBroker::Client {
-  UniqueFd socket;
+  storage::UniqueFd socket;
   std::shared_ptr<SimDomain> domain;  // set by Hello
 };
 
@@ -72,7 +72,7 @@ void SimBroker::serve() {
     }
     if (fds[0].revents) break;
     if (fds[1].revents & POLLIN) {
-      UniqueFd s(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      storage::UniqueFd s(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
       if (s) clients.push_back(Client{std::move(s), nullptr});
     }
     // Clients accepted just now are not in `fds`; they are polled next round.
@@ -90,7 +90,7 @@ void SimBroker::serve() {
 
 bool SimBroker::handle_request(Client& client) {
   broker::Request req;
-  std::vector<UniqueFd> fds;
+  std::vector<storage::UniqueFd> fds;
   ssize_t n = broker::receive_record(client.socket.get(), &req, sizeof req, fds);
   if (n == 0) return false;  // the guest is gone
   if (n < 0 && n != -EMSGSIZE) {

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "tests/sim/guestmem/SimDomainRegistry.hpp"
-#include "tests/sim/guestmem/UniqueFd.hpp"
+#include "storage/UniqueFd.hpp"
 
 namespace xbb::sim {
 
@@ -35,8 +35,8 @@ class SimBroker {
 
   std::shared_ptr<SimDomainRegistry> registry_;
   std::string path_;
-  UniqueFd listener_;
-  UniqueFd stop_;
+  storage::UniqueFd listener_;
+  storage::UniqueFd stop_;
   std::thread thread_;
 };
 

@@ -42,11 +42,11 @@ void drain(int eventfd) {
   }
 }
 
-UniqueFd duplicate(int fd) { return UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0)); }
+storage::UniqueFd duplicate(int fd) { return storage::UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0)); }
 
 }  // namespace
 
-std::shared_ptr<SimDomain> SimDomain::create(DomId id, UniqueFd memory_fd, UniqueFd grant_table_fd) {
+std::shared_ptr<SimDomain> SimDomain::create(DomId id, storage::UniqueFd memory_fd, storage::UniqueFd grant_table_fd) {
   if (!memory_fd || !grant_table_fd)
     throw std::invalid_argument("sim domain: memory and grant table fds are required");
   require_fixed_size(memory_fd.get(), "guest memory");
@@ -76,7 +76,7 @@ std::shared_ptr<SimDomain> SimDomain::create(DomId id, UniqueFd memory_fd, Uniqu
                                                   entries));
 }
 
-SimDomain::SimDomain(DomId id, UniqueFd memory_fd, UniqueFd grant_table_fd, MemoryMapping memory,
+SimDomain::SimDomain(DomId id, storage::UniqueFd memory_fd, storage::UniqueFd grant_table_fd, MemoryMapping memory,
                      MemoryMapping grant_table, uint32_t pages, uint32_t grant_entries)
     : id_(id),
       memory_fd_(std::move(memory_fd)),
@@ -142,7 +142,7 @@ void SimDomain::unpin(GrantRef ref, bool write) {
   }
 }
 
-int SimDomain::offer_port(EvtchnPort port, DomId remote, UniqueFd to_remote, UniqueFd from_remote) {
+int SimDomain::offer_port(EvtchnPort port, DomId remote, storage::UniqueFd to_remote, storage::UniqueFd from_remote) {
   if (!to_remote || !from_remote) return -EBADF;
   set_nonblocking(to_remote.get());
   set_nonblocking(from_remote.get());

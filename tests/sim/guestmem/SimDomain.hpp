@@ -19,7 +19,7 @@
 #include "ring/ports/GuestMemory.hpp"
 #include "tests/sim/guestmem/GrantEntryAccess.hpp"
 #include "tests/sim/guestmem/MemoryMapping.hpp"
-#include "tests/sim/guestmem/UniqueFd.hpp"
+#include "storage/UniqueFd.hpp"
 
 namespace xbb::sim {
 
@@ -32,7 +32,7 @@ class SimDomain {
   // Takes ownership of the fds. Throws std::invalid_argument with a clear
   // message when they are not usable guest memory (wrong size, not sealed
   // against shrinking, not mappable).
-  static std::shared_ptr<SimDomain> create(DomId id, UniqueFd memory_fd, UniqueFd grant_table_fd);
+  static std::shared_ptr<SimDomain> create(DomId id, storage::UniqueFd memory_fd, storage::UniqueFd grant_table_fd);
 
   SimDomain(const SimDomain&) = delete;
   SimDomain& operator=(const SimDomain&) = delete;
@@ -58,15 +58,15 @@ class SimDomain {
 
   // Event channel ports offered by the guest (EVTCHNOP_alloc_unbound).
   // Returns 0 or -errno (-EEXIST for a port in use).
-  int offer_port(EvtchnPort port, DomId remote, UniqueFd to_remote, UniqueFd from_remote);
+  int offer_port(EvtchnPort port, DomId remote, storage::UniqueFd to_remote, storage::UniqueFd from_remote);
   int close_port(EvtchnPort port);
 
   // Binds an offered port for `binder` (EVTCHNOP_bind_interdomain): duplicates
   // of the two eventfds, seen from the binder's side, and a token for
   // release_port(). Sets *error to a positive errno on failure.
   struct BoundPort {
-    UniqueFd incoming;  // the guest writes it when it notifies
-    UniqueFd outgoing;  // we write it to notify the guest
+    storage::UniqueFd incoming;  // the guest writes it when it notifies
+    storage::UniqueFd outgoing;  // we write it to notify the guest
     uint64_t token = 0;
   };
   std::optional<BoundPort> bind_port(EvtchnPort port, DomId binder, int* error);
@@ -74,7 +74,7 @@ class SimDomain {
   void release_port(EvtchnPort port, uint64_t token);
 
  private:
-  SimDomain(DomId id, UniqueFd memory_fd, UniqueFd grant_table_fd, MemoryMapping memory,
+  SimDomain(DomId id, storage::UniqueFd memory_fd, storage::UniqueFd grant_table_fd, MemoryMapping memory,
             MemoryMapping grant_table, uint32_t pages, uint32_t grant_entries);
 
   grant_entry_v1_t& entry(GrantRef ref) const {
@@ -82,8 +82,8 @@ class SimDomain {
   }
 
   const DomId id_;
-  UniqueFd memory_fd_;
-  UniqueFd grant_table_fd_;
+  storage::UniqueFd memory_fd_;
+  storage::UniqueFd grant_table_fd_;
   MemoryMapping memory_;
   MemoryMapping grant_table_;
   const uint32_t pages_;
@@ -100,8 +100,8 @@ class SimDomain {
 
   struct OfferedPort {
     DomId remote = 0;
-    UniqueFd to_remote;
-    UniqueFd from_remote;
+    storage::UniqueFd to_remote;
+    storage::UniqueFd from_remote;
     uint64_t bound_token = 0;  // 0 while unbound
   };
   std::mutex port_mutex_;

@@ -17,7 +17,7 @@ namespace {
 int call(int socket, const broker::Request& req, std::span<const int> fds) {
   if (int rc = broker::send_record(socket, &req, sizeof req, fds); rc != 0) return rc;
   broker::Reply reply;
-  std::vector<UniqueFd> none;
+  std::vector<storage::UniqueFd> none;
   ssize_t n = broker::receive_record(socket, &reply, sizeof reply, none);
   if (n < 0) return static_cast<int>(n);
   if (n != static_cast<ssize_t>(sizeof reply)) return -ECONNRESET;  // hypervisor went away
@@ -40,7 +40,7 @@ std::shared_ptr<SimGuestConnection> SimGuestConnection::connect(const std::strin
     throw std::system_error(ENAMETOOLONG, std::generic_category(),
                             "sim guest: bad broker socket path '" + socket_path + "'");
   std::memcpy(addr.sun_path, socket_path.c_str(), socket_path.size() + 1);
-  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  storage::UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!s) throw std::system_error(errno, std::generic_category(), "sim guest: socket");
   if (::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
     throw std::system_error(errno, std::generic_category(),

@@ -11,7 +11,7 @@
 
 #include "tests/sim/guestmem/SimDomainLink.hpp"
 #include "tests/sim/guestmem/SimGuestMemory.hpp"
-#include "tests/sim/guestmem/UniqueFd.hpp"
+#include "storage/UniqueFd.hpp"
 
 namespace xbb::sim {
 
@@ -29,9 +29,9 @@ class SimGuestConnection final : public SimDomainLink {
   int close_port(EvtchnPort port) override;
 
  private:
-  SimGuestConnection(UniqueFd socket, DomId domid) : socket_(std::move(socket)), domid_(domid) {}
+  SimGuestConnection(storage::UniqueFd socket, DomId domid) : socket_(std::move(socket)), domid_(domid) {}
 
-  UniqueFd socket_;
+  storage::UniqueFd socket_;
   DomId domid_;
   std::mutex mutex_;  // one request/reply in flight at a time
 };

@@ -20,8 +20,8 @@ SimGuestEvents::~SimGuestEvents() {
 
 EvtchnPort SimGuestEvents::alloc_unbound(ports::DomId remote) {
   for (;;) {
-    UniqueFd to_remote(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    UniqueFd from_remote(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    storage::UniqueFd to_remote(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    storage::UniqueFd from_remote(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!to_remote || !from_remote) throw std::system_error(errno, std::generic_category(), "eventfd");
     EvtchnPort port = next_port_++;
     int rc = link_->offer_port(port, remote, to_remote.get(), from_remote.get());

@@ -17,8 +17,8 @@ std::system_error os_error(const std::string& what) {
 }
 
 // A memfd of `size` bytes whose size can never change again.
-UniqueFd sealed_memfd(const char* name, size_t size) {
-  UniqueFd fd(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
+storage::UniqueFd sealed_memfd(const char* name, size_t size) {
+  storage::UniqueFd fd(::memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd) throw os_error(std::string("memfd_create ") + name);
   if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
     throw os_error(std::string("ftruncate ") + name);

@@ -17,7 +17,7 @@
 #include "ring/ports/GuestMemory.hpp"
 #include "tests/sim/guestmem/GrantEntryAccess.hpp"
 #include "tests/sim/guestmem/MemoryMapping.hpp"
-#include "tests/sim/guestmem/UniqueFd.hpp"
+#include "storage/UniqueFd.hpp"
 
 namespace xbb::sim {
 
@@ -68,8 +68,8 @@ class SimGuestMemory {
   DomId domid_;
   uint32_t pages_;
   uint32_t grant_entries_;
-  UniqueFd memory_fd_;
-  UniqueFd grant_table_fd_;
+  storage::UniqueFd memory_fd_;
+  storage::UniqueFd grant_table_fd_;
   MemoryMapping memory_;
   MemoryMapping grant_table_;
 

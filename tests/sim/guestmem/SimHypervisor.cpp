@@ -15,8 +15,8 @@
 namespace xbb::sim {
 namespace {
 
-UniqueFd duplicate(int fd, const char* what) {
-  UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+storage::UniqueFd duplicate(int fd, const char* what) {
+  storage::UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (!copy)
     throw std::invalid_argument(std::string("sim hypervisor: bad ") + what + " fd: " +
                                 std::strerror(errno));
@@ -30,8 +30,8 @@ class LocalDomainLink final : public SimDomainLink {
   DomId domid() const override { return domain_->id(); }
   int offer_port(EvtchnPort port, DomId remote, int to_remote, int from_remote) override {
     if (!domain_->alive()) return -ESRCH;
-    UniqueFd a(::fcntl(to_remote, F_DUPFD_CLOEXEC, 0));
-    UniqueFd b(::fcntl(from_remote, F_DUPFD_CLOEXEC, 0));
+    storage::UniqueFd a(::fcntl(to_remote, F_DUPFD_CLOEXEC, 0));
+    storage::UniqueFd b(::fcntl(from_remote, F_DUPFD_CLOEXEC, 0));
     if (!a || !b) return -errno;
     return domain_->offer_port(port, remote, std::move(a), std::move(b));
   }

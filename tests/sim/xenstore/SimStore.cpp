@@ -63,7 +63,7 @@ SimStore::~SimStore() = default;
 // ---------------------------------------------------------------- connections
 
 SimStore::ConnId SimStore::connect(DomId domid) {
-  UniqueFd efd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  storage::UniqueFd efd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!efd) throw Error(errno, "eventfd for simulated xenstore connection");
   std::lock_guard lock(mu_);
   const ConnId id = next_conn_++;

@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/sim/xenstore/UniqueFd.hpp"
+#include "storage/UniqueFd.hpp"
 #include "xenstore/XenStore.hpp"
 
 namespace xbb::sim {
@@ -116,7 +116,7 @@ class SimStore {
     DomId domid = 0;
     std::vector<Watch> watches;
     std::deque<WatchEvent> queue;
-    UniqueFd event_fd;
+    storage::UniqueFd event_fd;
   };
 
   // Where an operation applies: the live tree or a transaction's snapshot.

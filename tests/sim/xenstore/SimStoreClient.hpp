@@ -11,7 +11,7 @@
 #include <string>
 #include <thread>
 
-#include "tests/sim/xenstore/UniqueFd.hpp"
+#include "storage/UniqueFd.hpp"
 #include "tests/sim/xenstore/XsWire.hpp"
 #include "xenstore/XenStore.hpp"
 
@@ -56,8 +56,8 @@ class SimStoreClient final : public xs::XenStore {
   wire::Message request(uint32_t type, TxId tx, std::string payload, const std::string& what);
   void reader_loop();
 
-  UniqueFd sock_;
-  UniqueFd event_fd_;
+  storage::UniqueFd sock_;
+  storage::UniqueFd event_fd_;
   std::mutex request_mu_;  // one request in flight, as on a real xenstore connection
   std::mutex mu_;          // guards everything below
   std::condition_variable cv_;

@@ -45,7 +45,7 @@ bool send_all(int fd, const std::string& data) {
 }  // namespace
 
 struct SimStoreServer::Client {
-  UniqueFd sock;
+  storage::UniqueFd sock;
   std::optional<SimStore::ConnId> conn;
   wire::Decoder decoder;
   bool closed = false;
@@ -219,7 +219,7 @@ void SimStoreServer::run() {
     }
     if (fds[0].revents) break;
     if (fds[1].revents & POLLIN) {
-      UniqueFd sock(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+      storage::UniqueFd sock(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
       if (sock) {
         auto c = std::make_unique<Client>();
         c->sock = std::move(sock);

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "tests/sim/xenstore/SimStore.hpp"
-#include "tests/sim/xenstore/UniqueFd.hpp"
+#include "storage/UniqueFd.hpp"
 
 namespace xbb::sim {
 
@@ -34,8 +34,8 @@ class SimStoreServer {
 
   std::shared_ptr<SimStore> store_;
   std::string socket_path_;
-  UniqueFd listen_fd_;
-  UniqueFd stop_fd_;
+  storage::UniqueFd listen_fd_;
+  storage::UniqueFd stop_fd_;
   std::thread thread_;
 };
 

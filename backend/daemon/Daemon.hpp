@@ -1,0 +1,104 @@
+// The control thread: discovers vbds by watching the backend tree, runs each
+// Vbd's state machine, releases devices of dead domains, serves the control
+// socket and stops cleanly on request. Everything here runs on one thread;
+// other threads reach it only through post().
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "backend/daemon/DeviceDiscovery.hpp"
+#include "backend/daemon/EpollSet.hpp"
+#include "storage/UniqueFd.hpp"
+#include "backend/engine/Vbd.hpp"
+
+namespace xbb::backend {
+
+class ControlServer;
+
+struct DaemonOptions {
+  std::string backend_type = "vbd";      // "vbd3" for Xen >= 4.19's tap type
+  xs::DomId backend_domid = 0;           // where our backend tree lives (driver domains)
+  // Daemon mode serves every device whose `script` ends in this name ("" = all).
+  std::string script_name = "block-xbbd";
+  // Single-device mode: only this device, and exit once it is released.
+  std::optional<xs::DomId> only_domain;
+  std::optional<uint32_t> only_devid;
+  std::string control_socket;            // "" = no control socket
+  // Per-disk mode: this process only supervises one single-device xbbd
+  // process per device (see Supervisor.hpp).
+  bool per_disk = false;
+  // Where snapshots are recorded for re-attachment after a restart
+  // (snapshots.json); "" keeps them for this run only.
+  std::string state_dir;
+  VbdOptions vbd;
+};
+
+class Daemon {
+ public:
+  Daemon(xs::XenStore& xs, ports::Hypervisor& hypervisor, DaemonOptions options,
+         std::function<std::unique_ptr<storage::Storage>(const std::string&, bool)> open_storage);
+  ~Daemon();
+
+  // Runs the control loop until stop is requested and every device is
+  // released, or (single-device mode) the device is released. Returns the
+  // process exit status.
+  int run();
+  // Thread- and signal-safe (writes an eventfd).
+  void request_stop();
+  // Thread-safe: runs fn on the control thread.
+  void post(std::function<void()> fn);
+  // Re-applies default tunables to every device (SIGHUP reload).
+  void set_default_tunables(const Tunables& tunables);
+  // Called once the control loop has everything set up (sd_notify READY=1).
+  void on_ready(std::function<void()> fn) { on_ready_ = std::move(fn); }
+
+  // Control-thread only.
+  nlohmann::json handle_command(const nlohmann::json& request);
+  nlohmann::json handle_snapshot_command(const std::string& command, const nlohmann::json& request);
+  // Devices being served (released ones awaiting removal do not count).
+  size_t device_count() const;
+
+ private:
+  void scan_backends();
+  void on_watch(const std::string& path, const std::string& token);
+  void consider_device(const xs::BackendPath& path);
+  void drop_released();
+  void run_posted();
+  bool wanted(const xs::BackendPath& path);
+  Vbd* find(const std::string& key_or_name);
+  std::string base_path() const;
+
+  xs::XenStore& xs_;
+  ports::Hypervisor& hypervisor_;
+  DaemonOptions options_;
+  SnapshotCatalog snapshots_;
+  VbdHost host_;
+  std::map<std::string, std::unique_ptr<Vbd>> vbds_;
+  // Devices refused by Vbd::start() or detached by command: not served again
+  // (the refusal writes into their directory, which fires the watch again)
+  // until their directory is removed.
+  std::set<std::string> refused_;
+  LetGoDevices released_;
+  std::unique_ptr<ControlServer> control_;
+  std::function<void()> on_ready_;
+
+  EpollSet epoll_;
+  storage::UniqueFd wakeup_;
+  std::mutex posted_mutex_;
+  std::vector<std::function<void()>> posted_;
+  std::atomic<bool> stop_requested_{false};
+  bool stopping_ = false;
+  bool served_any_ = false;
+  bool refused_single_ = false;
+};
+
+}  // namespace xbb::backend

@@ -1,0 +1,154 @@
+// One ring, one thread. The worker owns everything its ring touches: the
+// mapped shared ring, its event channel, its grant handle, a storage queue,
+// bounce buffers and persistent grants. It consumes requests, validates them,
+// merges contiguous ones into request lists (FreeBSD blkback's reqlist),
+// moves data by batched grant copy or on persistent mappings, submits to
+// storage and answers every request. Nothing on this path takes a lock.
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "backend/engine/BufferPool.hpp"
+#include "backend/engine/NotifyModeration.hpp"
+#include "backend/engine/PersistentGrants.hpp"
+#include "backend/engine/Statistics.hpp"
+#include "backend/engine/Tunables.hpp"
+#include "storage/UniqueFd.hpp"
+#include "ring/ports/GuestMemory.hpp"
+#include "ring/protocol/BackRing.hpp"
+#include "ring/protocol/Request.hpp"
+#include "ring/protocol/Validator.hpp"
+#include "storage/Storage.hpp"
+
+namespace xbb::backend {
+
+// Why a worker stopped or needs the control thread.
+enum class QueueEvent { Stopped, StorageGone, RingHalted };
+
+struct QueueSetup {
+  unsigned index = 0;
+  std::string name;                       // for logs: "dom3/51712/q0"
+  ports::DomId frontend = 0;
+  std::unique_ptr<ports::GrantTable> grants;
+  std::unique_ptr<ports::EventChannel> events;
+  ports::EvtchnPort port = 0;             // our bound local port
+  bool port_bound = true;
+  void* ring_address = nullptr;           // mapped through `grants`, unmapped by the worker
+  size_t ring_pages = 0;
+  ring::Abi abi = ring::Abi::Native;
+  std::unique_ptr<storage::StorageQueue> storage;
+  const storage::Properties* storage_properties = nullptr;
+  ring::DiskGeometry geometry;
+  bool persistent_grants = false;
+  size_t persistent_grant_capacity = 1056;  // Linux blkback's default per ring
+  size_t bounce_pages = 2048;
+  Tunables tunables;
+  std::function<void(unsigned queue, QueueEvent)> notify_control;  // called from the worker thread
+};
+
+class QueueWorker {
+ public:
+  explicit QueueWorker(QueueSetup setup);
+  ~QueueWorker();  // stops (drains) and joins
+  QueueWorker(const QueueWorker&) = delete;
+  QueueWorker& operator=(const QueueWorker&) = delete;
+
+  void start();
+  // Asks the worker to stop consuming the ring, finish and answer what is in
+  // flight, then exit; QueueEvent::Stopped follows. Non-blocking.
+  void request_stop();
+  bool stopped() const { return stopped_.load(std::memory_order_acquire); }
+  void join();
+  void set_tunables(const Tunables& tunables);
+  const QueueStats& stats() const { return stats_; }
+  size_t mapped_pages() const;
+
+ private:
+  struct Slot;
+  struct List;
+  enum class BarrierPhase : uint8_t { None, Draining, PreFlush, Write, PostFlush };
+
+  void run();
+  void release_guest_resources();
+  void handle_commands();
+  void handle_event_channel();
+  // One pass over everything that can move without waiting; returns how many
+  // requests and completions it handled.
+  unsigned service(bool storage_signalled);
+  bool can_consume() const;
+  bool idle() const;
+  // Bounded busy-poll before sleeping (see run()); true when work showed up.
+  bool poll_for_work();
+  unsigned consume_ring();
+  bool start_request(uint32_t slot);
+  bool prepare_segments(Slot& slot);
+  void release_segments(Slot& slot);
+  void read_indirect_segments(Slot& slot, ring::Rejection& rejection);
+  void add_read_write(uint32_t slot);
+  void dispatch_open_list(bool forced);
+  void submit_list(uint32_t list);
+  void submit_singletons(uint32_t list);
+  bool copy_list(List& list, ports::GrantCopySegment::Direction direction);
+  bool copy_in(List& list);
+  void copy_out(List& list);
+  unsigned reap_storage();
+  void complete_list(uint32_t list, int result);
+  void advance_barrier();
+  void respond(uint32_t slot, int16_t status);
+  void push_responses();
+  void notify_frontend();
+  void apply_tunables(const Tunables& tunables);
+  // Sleeps in epoll until an event, or until a held notification is due.
+  int wait_for_events(epoll_event* events, int max_events);
+  uint32_t alloc_list(storage::IoOp op);
+  void free_list(uint32_t list);
+  int16_t status_for(int storage_result);
+
+  QueueSetup setup_;
+  std::unique_ptr<ring::BackRing> ring_;
+  BufferPool bounce_;
+  std::unique_ptr<PersistentGrants> persistent_;
+  QueueStats stats_;
+  Tunables tunables_;
+  std::unique_ptr<std::byte[]> indirect_buffer_;
+
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+  std::vector<List> lists_;
+  std::vector<uint32_t> free_lists_;
+  uint32_t open_list_ = UINT32_MAX;
+  uint32_t parked_slot_ = UINT32_MAX;     // consumed but waiting for buffers or storage depth
+  uint32_t barrier_list_ = UINT32_MAX;
+  BarrierPhase barrier_phase_ = BarrierPhase::None;
+  uint32_t lists_in_storage_ = 0;
+  uint32_t flushes_seen_ = 0;
+  bool ring_halted_ = false;
+  bool responses_pending_ = false;
+  NotifyModeration moderation_;
+  uint64_t last_request_ns_ = 0;  // when the last request was consumed
+  std::vector<ports::GrantCopySegment> copy_batch_;
+  std::vector<storage::IoCompletion> completions_;
+
+  uint64_t spin_ns_ = 0;  // current busy-poll budget (adaptive, see run())
+
+  storage::UniqueFd epoll_;
+  storage::UniqueFd wakeup_;  // eventfd: commands from the control thread
+  std::atomic<bool> commands_pending_{false};  // set before wakeup_ is written
+  std::mutex command_mutex_;
+  bool stop_requested_ = false;          // guarded by command_mutex_
+  std::optional<Tunables> new_tunables_; // guarded by command_mutex_
+  bool stopping_ = false;                // worker-thread copy
+  std::atomic<bool> stopped_{false};
+  std::atomic<size_t> mapped_pages_{0};  // ring + persistent grants, for statistics
+  std::thread thread_;
+};
+
+}  // namespace xbb::backend

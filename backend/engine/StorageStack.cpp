@@ -1,0 +1,43 @@
+#include "backend/engine/StorageStack.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace xbb::backend {
+namespace {
+
+// Lets a decorator that owns its inner storage sit on a shared one.
+class SharedStorage final : public storage::Storage {
+ public:
+  explicit SharedStorage(std::shared_ptr<storage::Storage> inner) : inner_(std::move(inner)) {}
+  const storage::Properties& properties() const override { return inner_->properties(); }
+  std::string describe() const override { return inner_->describe(); }
+  std::unique_ptr<storage::StorageQueue> open_queue(unsigned depth) override { return inner_->open_queue(depth); }
+
+ private:
+  std::shared_ptr<storage::Storage> inner_;
+};
+
+}  // namespace
+
+StorageStack build_storage_stack(std::unique_ptr<storage::Storage> opened, bool fault_injection,
+                                 const std::vector<std::string>& snapshot_stores) {
+  StorageStack stack;
+  stack.origin = storage::CowOriginStorage::create(std::move(opened));
+  stack.top = stack.origin;
+  if (fault_injection) {
+    auto fault = std::make_shared<storage::FaultInjectionStorage>(std::make_unique<SharedStorage>(stack.origin),
+                                                                  storage::FaultSettings{});
+    stack.fault = fault.get();
+    stack.top = std::move(fault);
+  }
+  for (const auto& store : snapshot_stores) {
+    try {
+      stack.origin->attach_snapshot(store);
+    } catch (const std::exception& e) {
+      stack.attach_errors.push_back(store + ": " + e.what());
+    }
+  }
+  return stack;
+}
+
+}  // namespace xbb::backend

@@ -1,0 +1,34 @@
+#include "storage/snapshot/CowOriginRegistry.hpp"
+
+namespace xbb::storage {
+
+OriginRegistry& OriginRegistry::instance() {
+  static OriginRegistry registry;
+  return registry;
+}
+
+void OriginRegistry::add(const std::string& name, const std::shared_ptr<CowOriginStorage>& origin) {
+  std::lock_guard lock(mutex_);
+  origins_[name] = origin;
+}
+
+void OriginRegistry::remove(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  origins_.erase(name);
+}
+
+std::shared_ptr<CowOriginStorage> OriginRegistry::find(const std::string& name) const {
+  std::lock_guard lock(mutex_);
+  auto it = origins_.find(name);
+  return it == origins_.end() ? nullptr : it->second.lock();
+}
+
+std::vector<std::string> OriginRegistry::names() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::string> out;
+  for (const auto& [name, origin] : origins_)
+    if (!origin.expired()) out.push_back(name);
+  return out;
+}
+
+}  // namespace xbb::storage

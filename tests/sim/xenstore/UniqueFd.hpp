@@ -1,8 +1,0 @@
-// One owner of a file descriptor for the whole project: storage/UniqueFd.hpp.
-#pragma once
-
-#include "storage/UniqueFd.hpp"
-
-namespace xbb::sim {
-using storage::UniqueFd;
-}  // namespace xbb::sim
