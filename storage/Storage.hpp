@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -66,6 +67,13 @@ class StorageQueue {
   virtual unsigned in_flight() const = 0;
 };
 
+// Ownership of a backing store by this process (see Storage::claim). Released
+// when destroyed, and by the kernel when the process dies.
+class StorageClaim {
+ public:
+  virtual ~StorageClaim() = default;
+};
+
 class Storage {
  public:
   virtual ~Storage() = default;
@@ -74,6 +82,27 @@ class Storage {
   virtual std::string describe() const = 0;
   // Thread-safe. `depth` is the most requests the queue will hold in flight.
   virtual std::unique_ptr<StorageQueue> open_queue(unsigned depth) = 0;
+  // Claims the backing store for this process, so that another xbbd, QEMU or a
+  // mount cannot use it at the same time: exclusively when `writable`, shared
+  // with other readers otherwise (what Xen's `block` script and QEMU's image
+  // locking enforce). Throws StorageInUse when another owner holds it, and
+  // StorageError when the claim cannot be made. Returns nullptr for storage
+  // that has nothing to claim here (RAM, a network server's export).
+  //
+  // The claim is an object of its own: it holds a descriptor that no I/O ever
+  // uses, so it is released the moment the process exits (a descriptor
+  // registered with io_uring can stay referenced by the ring's teardown for a
+  // while after a crash, which would keep the lock from the next xbbd), and it
+  // may outlive this Storage (reopening the same target keeps it).
+  // The backing store's size now, which may have grown since open (the size
+  // watcher compares it with properties().size_bytes, which stays what it
+  // was at open). Thread-safe; may block (a hung NFS mount). Nothing when the
+  // kind cannot tell cheaply or its size cannot change underneath.
+  virtual std::optional<uint64_t> current_size() const { return std::nullopt; }
+  virtual std::unique_ptr<StorageClaim> claim(bool writable) const {
+    (void)writable;
+    return nullptr;
+  }
 };
 
 // Every failure to open or configure a storage is reported with this, with a
@@ -81,6 +110,13 @@ class Storage {
 class StorageError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
+};
+
+// Storage::claim found another owner: the message names the target and says
+// what may hold it.
+class StorageInUse : public StorageError {
+ public:
+  using StorageError::StorageError;
 };
 
 }  // namespace xbb::storage

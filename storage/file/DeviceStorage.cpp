@@ -14,6 +14,7 @@
 
 #include "storage/file/BlockSysfs.hpp"
 #include "storage/OpenError.hpp"
+#include "storage/file/ImageClaim.hpp"
 #include "storage/file/UringQueue.hpp"
 
 namespace xbb::storage {
@@ -99,6 +100,19 @@ std::unique_ptr<StorageQueue> DeviceStorage::open_queue(unsigned depth) {
   config.discard = properties_.can_discard ? DiscardMethod::BlockIoctl : DiscardMethod::None;
   config.name = describe();
   return std::make_unique<UringQueue>(std::move(config), depth);
+}
+
+std::optional<uint64_t> DeviceStorage::current_size() const {
+  uint64_t size = 0;
+  if (::ioctl(fd_.get(), BLKGETSIZE64, &size) != 0) return std::nullopt;
+  return size;
+}
+
+std::unique_ptr<StorageClaim> DeviceStorage::claim(bool writable) const {
+  struct stat st {};
+  if (::fstat(fd_.get(), &st) != 0)
+    throw StorageError(fmt::format("dev: cannot stat '{}': {}", path_, std::strerror(errno)));
+  return claim_block_device("dev", path_, st, writable && !properties_.read_only);
 }
 
 }  // namespace xbb::storage

@@ -34,6 +34,9 @@ class DeviceStorage final : public Storage {
   const Properties& properties() const override { return properties_; }
   std::string describe() const override { return "dev:" + path_; }
   std::unique_ptr<StorageQueue> open_queue(unsigned depth) override;
+  // O_EXCL for a writable disk, nothing for a read-only one (file/ImageClaim.hpp).
+  std::unique_ptr<StorageClaim> claim(bool writable) const override;
+  std::optional<uint64_t> current_size() const override;
 
  private:
   DeviceStorage(std::string path, UniqueFd fd, Properties properties);

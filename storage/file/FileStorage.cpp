@@ -14,6 +14,7 @@
 
 #include "storage/file/BlockSysfs.hpp"
 #include "storage/OpenError.hpp"
+#include "storage/file/ImageClaim.hpp"
 #include "storage/file/UringQueue.hpp"
 
 namespace xbb::storage {
@@ -109,6 +110,19 @@ std::unique_ptr<StorageQueue> FileStorage::open_queue(unsigned depth) {
   config.name = describe();
   config.mapped = mapped_.get();
   return std::make_unique<UringQueue>(std::move(config), depth);
+}
+
+std::optional<uint64_t> FileStorage::current_size() const {
+  struct stat st {};
+  if (::fstat(fd_.get(), &st) != 0) return std::nullopt;
+  return static_cast<uint64_t>(st.st_size);
+}
+
+std::unique_ptr<StorageClaim> FileStorage::claim(bool writable) const {
+  struct stat st {};
+  if (::fstat(fd_.get(), &st) != 0)
+    throw StorageError(fmt::format("file: cannot stat '{}': {}", path_, std::strerror(errno)));
+  return claim_image_file("file", path_, st, writable);
 }
 
 }  // namespace xbb::storage

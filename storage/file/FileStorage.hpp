@@ -35,6 +35,9 @@ class FileStorage final : public Storage {
   const Properties& properties() const override { return properties_; }
   std::string describe() const override { return "file:" + path_; }
   std::unique_ptr<StorageQueue> open_queue(unsigned depth) override;
+  // An OFD lock on the whole image (file/ImageClaim.hpp).
+  std::unique_ptr<StorageClaim> claim(bool writable) const override;
+  std::optional<uint64_t> current_size() const override;
 
   bool direct_io() const { return direct_io_; }
 

@@ -79,6 +79,7 @@ class CowOriginStorage final : public Storage, public std::enable_shared_from_th
   const Properties& properties() const override { return inner_->properties(); }
   // The inner storage's identity, unchanged: it is what snapshot stores record.
   std::string describe() const override { return inner_->describe(); }
+  std::optional<uint64_t> current_size() const override { return inner_->current_size(); }
   std::unique_ptr<StorageQueue> open_queue(unsigned depth) override;
 
   // Any thread. Creates the store file `store_path` (must not exist; cluster

@@ -97,5 +97,31 @@ TEST(DeviceStorage, RefusesWhatIsNotABlockDevice) {
             std::string::npos);
 }
 
+// A writable disk holds the device with O_EXCL, so a second writer (another
+// xbbd disk, a mount) is refused; read-only disks claim nothing.
+TEST_F(LoopDeviceTest, AWritableDiskClaimsTheDeviceExclusively) {
+  if (!attach(false)) GTEST_SKIP() << why_;
+  auto first = DeviceStorage::open(loop_->path(), {});
+  auto claim = first->claim(true);
+  ASSERT_NE(claim, nullptr);
+  auto second = DeviceStorage::open(loop_->path(), {});
+  try {
+    second->claim(true);
+    ADD_FAILURE() << "a second writer claimed the device";
+  } catch (const StorageInUse& e) {
+    EXPECT_NE(std::string(e.what()).find("is in use"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(loop_->path()), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(second->claim(false), nullptr) << "read-only disks do not claim block devices";
+  // I/O still works beside the claim (the claim is a descriptor of its own).
+  auto q = first->open_queue(2);
+  AlignedBuffer data(4096);
+  fill_pattern(data.span(), 5);
+  EXPECT_EQ(write_at(*q, 0, data.span()), 4096);
+  // Released with the claim object, not with the storage.
+  claim.reset();
+  EXPECT_NE(second->claim(true), nullptr);
+}
+
 }  // namespace
 }  // namespace xbb::storage::test

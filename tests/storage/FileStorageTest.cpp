@@ -236,6 +236,57 @@ TEST(FileStorage, PermissionDeniedSuggestsReadOnly) {
   EXPECT_NO_THROW(FileStorage::open(file.path(), {.read_only = true}));
 }
 
+// Claims: an OFD write lock for a writable disk, a read lock for a read-only
+// one, on a descriptor of their own; what QEMU's image locking also sees.
+TEST(FileStorageClaim, WritersExcludeEveryoneReadersShare) {
+  TempFile file("/var/tmp", 1 << 20, "claim");
+  auto storage = FileStorage::open(file.path(), {});
+  auto writer = storage->claim(true);
+  ASSERT_NE(writer, nullptr);
+  auto message_of = [&](bool writable) {
+    try {
+      auto other = FileStorage::open(file.path(), {.read_only = !writable});
+      other->claim(writable);
+    } catch (const StorageInUse& e) {
+      return std::string(e.what());
+    }
+    return std::string("claimed");
+  };
+  EXPECT_NE(message_of(true).find("is in use"), std::string::npos) << message_of(true);
+  EXPECT_NE(message_of(false).find("is in use"), std::string::npos) << "a reader of an image being written";
+  EXPECT_NE(message_of(true).find(file.path()), std::string::npos);
+
+  // The lock is what another process sees too (F_OFD_GETLK from a plain descriptor).
+  const int fd = ::open(file.path().c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  struct flock probe {};
+  probe.l_type = F_RDLCK;
+  probe.l_whence = SEEK_SET;
+  ASSERT_EQ(::fcntl(fd, F_OFD_GETLK, &probe), 0);
+  EXPECT_EQ(probe.l_type, F_WRLCK) << "no write lock visible on the image";
+  ::close(fd);
+
+  // Released with the claim, not the storage; readers then share.
+  writer.reset();
+  auto reader_a = FileStorage::open(file.path(), {.read_only = true})->claim(false);
+  auto reader_b = FileStorage::open(file.path(), {.read_only = true})->claim(false);
+  EXPECT_NE(reader_a, nullptr);
+  EXPECT_NE(reader_b, nullptr);
+  EXPECT_NE(message_of(true).find("is in use"), std::string::npos) << "a writer of an image being read";
+  reader_a.reset();
+  reader_b.reset();
+  EXPECT_EQ(message_of(true), "claimed");
+}
+
+TEST(FileStorageClaim, CurrentSizeFollowsTheFile) {
+  TempFile file("/var/tmp", 1 << 20, "size");
+  auto storage = FileStorage::open(file.path(), {});
+  EXPECT_EQ(storage->current_size(), std::optional<uint64_t>(1 << 20));
+  ASSERT_EQ(::truncate(file.path().c_str(), 3 << 20), 0);
+  EXPECT_EQ(storage->current_size(), std::optional<uint64_t>(3 << 20));
+  EXPECT_EQ(storage->properties().size_bytes, 1u << 20) << "properties stay what they were at open";
+}
+
 }  // namespace
 }  // namespace xbb::storage::test
 
