@@ -24,6 +24,7 @@
 
 #include "backend/daemon/Daemon.hpp"
 #include "backend/daemon/DaemonConfig.hpp"
+#include "backend/daemon/LockFile.hpp"
 #include "backend/daemon/Supervisor.hpp"
 #include "storage/Target.hpp"
 #include "tools/XbbdMain.hpp"
@@ -72,9 +73,15 @@ Options:
 Tunables (config file or `xbbctl set`): no_coalesce_reqs, disable_flush,
 flush_interval, max_list_segments, notify_batch, notify_delay_us.
 
-Signals: SIGTERM/SIGINT drain in-flight I/O, answer Closing and exit;
+Signals: SIGTERM/SIGINT stop xbbd without closing any disk: it stops taking
+requests, answers those in flight, releases the guests' rings and exits,
+leaving every disk connected; the next xbbd adopts them and the guests only
+see a pause (closing a disk is the toolstack's job, or `xbbctl detach`).
 SIGHUP reloads tunables from the config file. In per-disk mode both are
 passed on to every disk's process (and the supervisor waits for them to exit).
+
+One xbbd per host and per disk: a second daemon refuses to start, and a disk
+another xbbd serves is left to it (lock files next to the control socket).
 )";
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -284,16 +291,22 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
                                         : "/run/xbbd/xbbd.sock";
   }
   if (config.options.control_socket == "none") config.options.control_socket.clear();
+  // Lock files live next to the control socket (in /run/xbbd by default),
+  // so the daemon, its per-disk processes and a hand-started xbbd meet there.
+  const std::string run_dir = config.options.control_socket.empty()
+                                  ? std::string("/run/xbbd")
+                                  : std::filesystem::path(config.options.control_socket).parent_path().string();
   if (!config.options.state_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(config.options.state_dir, ec);
     if (ec) usage_error("cannot create the state directory " + config.options.state_dir + ": " + ec.message());
   }
-  if (!config.options.control_socket.empty()) {
-    const auto dir = std::filesystem::path(config.options.control_socket).parent_path();
+  {
     std::error_code ec;
-    if (!dir.empty() && std::filesystem::create_directories(dir, ec)) std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+    if (!run_dir.empty() && std::filesystem::create_directories(run_dir, ec))
+      std::filesystem::permissions(run_dir, std::filesystem::perms::owner_all, ec);
   }
+  config.options.lock_dir = run_dir.empty() ? "." : run_dir;
   spdlog::set_level(config.log_level);
   spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
 
@@ -301,6 +314,20 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
     spdlog::error("the kernel's xen-blkback is loaded and claims backend/vbd devices too; unload it "
                   "(modprobe -r xen-blkback) and blacklist it (see README)");
     return 1;
+  }
+
+  // Before anything that could disturb the one already running (its control
+  // socket would be replaced, its rings adopted twice).
+  std::optional<backend::LockFile> instance_lock;
+  if (!config.options.only_domain) {
+    const std::string path = config.options.lock_dir + "/xbbd-" + config.options.backend_type + ".lock";
+    auto lock = backend::LockFile::acquire(path);
+    if (auto* why = std::get_if<std::string>(&lock)) {
+      spdlog::error("another xbbd already serves backend/{} on this host ({}); stop it first (systemctl stop xbbd)",
+                    config.options.backend_type, *why);
+      return 1;
+    }
+    instance_lock.emplace(std::move(std::get<backend::LockFile>(lock)));
   }
 
   sigset_t signals;

@@ -23,6 +23,14 @@ Commands:
                             flush_interval, max_list_segments, notify_batch,
                             notify_delay_us)
   detach DEVICE             close the device (the frontend is told) and release it
+  pause DEVICE              stop serving the disk without closing it: answers what
+                            is in flight, then holds the guest's requests (they wait,
+                            they do not fail); returns once drained
+  resume DEVICE [TARGET]    serve a paused disk again, from TARGET if given (at least
+                            as large; it replaces the backend's params)
+  resize DEVICE             announce a grown target's new size to the guest (xbbd
+                            also notices growth of files and block devices itself);
+                            a connected disk never shrinks
   snapshot create DEVICE STORE [CLUSTER_SIZE]
                             take a point-in-time snapshot of a live disk into the
                             file STORE (must not exist; cluster size default 65536)
@@ -147,6 +155,13 @@ int main(int argc, char** argv) {
   } else if (command == "detach") {
     need(2, "detach DEVICE");
     request["device"] = args[1];
+  } else if (command == "pause" || command == "resize") {
+    need(2, command == "pause" ? "pause DEVICE" : "resize DEVICE");
+    request["device"] = args[1];
+  } else if (command == "resume") {
+    if (args.size() != 2) need(3, "resume DEVICE [TARGET]");
+    request["device"] = args[1];
+    if (args.size() == 3) request["target"] = args[2];
   } else if (command == "fault") {
     need(3, "fault DEVICE SPEC");
     request["device"] = args[1];

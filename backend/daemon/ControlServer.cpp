@@ -1,6 +1,7 @@
 #include "backend/daemon/ControlServer.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -33,11 +34,9 @@ bool write_all(int fd, const std::string& data) {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {
       // The client is slow to read a (small) answer; wait for it briefly.
-      fd_set set;
-      FD_ZERO(&set);
-      FD_SET(fd, &set);
-      timeval tv{1, 0};
-      if (::select(fd + 1, nullptr, &set, nullptr, &tv) <= 0) return false;
+      // poll, not select: a daemon with many disks has descriptors above FD_SETSIZE.
+      pollfd pfd{fd, POLLOUT, 0};
+      if (::poll(&pfd, 1, 1000) <= 0) return false;
       continue;
     }
     if (n <= 0) return false;
@@ -48,7 +47,8 @@ bool write_all(int fd, const std::string& data) {
 
 }  // namespace
 
-ControlServer::ControlServer(std::string path, Handler handler) : path_(std::move(path)), handler_(std::move(handler)) {
+ControlServer::ControlServer(std::string path, Handler handler)
+    : path_(std::move(path)), handler_(std::move(handler)), self_(std::make_shared<ControlServer*>(this)) {
   const auto addr = socket_address(path_);
   listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!listen_) throw std::system_error(errno, std::generic_category(), "control socket");
@@ -65,12 +65,19 @@ ControlServer::ControlServer(std::string path, Handler handler) : path_(std::mov
   if (::listen(listen_.get(), 16) != 0) throw std::system_error(errno, std::generic_category(), "listen " + path_);
 }
 
+ControlServer::ControlServer(std::string path, SyncHandler handler)
+    : ControlServer(std::move(path), [handler = std::move(handler)](const nlohmann::json& request, Reply reply) {
+        reply(handler(request));
+      }) {}
+
 ControlServer::~ControlServer() {
-  for (auto& [fd, buffer] : buffers_) ::close(fd);
+  *self_ = nullptr;
+  for (auto& [fd, connection] : connections_) ::close(fd);
   ::unlink(path_.c_str());
 }
 
 void ControlServer::on_ready(int fd, const std::function<void(int, bool)>& watch) {
+  watch_ = watch;
   if (fd == listen_.get()) {
     accept_all(watch);
   } else {
@@ -89,46 +96,104 @@ void ControlServer::accept_all(const std::function<void(int, bool)>& watch) {
       ::close(fd);
       continue;
     }
-    buffers_[fd] = {};
+    connections_[fd] = Connection{++next_serial_, {}, false, false};
     watch(fd, true);
   }
 }
 
+void ControlServer::drop(int fd) {
+  if (watch_) watch_(fd, false);
+  connections_.erase(fd);
+  ::close(fd);
+}
+
 void ControlServer::serve(int fd, const std::function<void(int, bool)>& watch) {
-  auto it = buffers_.find(fd);
-  if (it == buffers_.end()) return;
-  std::string& buffer = it->second;
-  bool closed = false;
+  auto it = connections_.find(fd);
+  if (it == connections_.end()) return;
+  Connection& connection = it->second;
   char chunk[4096];
   for (;;) {
     ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
     if (n > 0) {
-      buffer.append(chunk, static_cast<size_t>(n));
+      connection.buffer.append(chunk, static_cast<size_t>(n));
+      if (connection.buffer.size() > kMaxRequestBytes) break;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    closed = n == 0 || errno != EAGAIN;
+    connection.closed = n == 0 || errno != EAGAIN;
     break;
   }
-  size_t newline;
-  while (!closed && (newline = buffer.find('\n')) != std::string::npos) {
-    const std::string line = buffer.substr(0, newline);
-    buffer.erase(0, newline + 1);
-    nlohmann::json answer;
-    try {
-      answer = handler_(nlohmann::json::parse(line));
-    } catch (const nlohmann::json::exception& e) {
-      answer = {{"ok", false}, {"error", std::string("malformed request: ") + e.what()}};
-    } catch (const std::exception& e) {
-      answer = {{"ok", false}, {"error", e.what()}};
-    }
-    if (!write_all(fd, answer.dump() + "\n")) closed = true;
-  }
-  if (buffer.size() > kMaxRequestBytes) closed = true;
-  if (closed) {
+  if (connection.buffer.size() > kMaxRequestBytes) connection.closed = true;
+  if (connection.closed) {
+    // Nobody reads an answer any more; one awaited is dropped when it comes.
     watch(fd, false);
-    buffers_.erase(fd);
-    ::close(fd);
+    if (!connection.answering) {
+      connections_.erase(it);
+      ::close(fd);
+    }
+    return;
+  }
+  handle_lines(fd);
+}
+
+// Hands the next complete line to the handler, unless a request of this
+// connection is still being answered.
+// Replies may come from inside a handler (for this connection or another):
+// connections with lines to handle queue up here instead of recursing.
+void ControlServer::handle_lines(int fd) {
+  ready_.push_back(fd);
+  if (dispatching_) return;
+  dispatching_ = true;
+  while (!ready_.empty()) {
+    const int next = ready_.front();
+    ready_.pop_front();
+    handle_lines_of(next);
+  }
+  dispatching_ = false;
+}
+
+void ControlServer::handle_lines_of(int fd) {
+  for (;;) {
+    auto it = connections_.find(fd);
+    if (it == connections_.end()) return;
+    Connection& connection = it->second;
+    const size_t newline = connection.buffer.find('\n');
+    if (connection.answering || connection.closed || newline == std::string::npos) return;
+    const std::string line = connection.buffer.substr(0, newline);
+    connection.buffer.erase(0, newline + 1);
+    connection.answering = true;
+    const uint64_t serial = connection.serial;
+    std::weak_ptr<ControlServer*> self = self_;
+    Reply reply = [self, fd, serial](nlohmann::json answer) {
+      auto alive = self.lock();
+      if (!alive || *alive == nullptr) return;
+      ControlServer& server = **alive;
+      auto it = server.connections_.find(fd);
+      if (it == server.connections_.end() || it->second.serial != serial || !it->second.answering) return;
+      it->second.answering = false;
+      if (it->second.closed) {
+        server.connections_.erase(it);
+        ::close(fd);
+        return;
+      }
+      if (!write_all(fd, answer.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n")) {
+        server.drop(fd);
+        return;
+      }
+      server.handle_lines(fd);
+    };
+    nlohmann::json request;
+    try {
+      request = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      reply({{"ok", false}, {"error", std::string("malformed request: ") + e.what()}});
+      continue;
+    }
+    try {
+      handler_(request, reply);
+    } catch (const std::exception& e) {
+      reply({{"ok", false}, {"error", e.what()}});
+    }
   }
 }
 

@@ -1,11 +1,16 @@
 // The control socket: a root-only unix stream socket that takes one JSON
 // object per line and answers with one JSON object per line. It lives in the
-// daemon's control loop; requests are small and answered immediately.
+// daemon's control loop. A request may be answered later (a pause waits for a
+// drain, the supervisor waits for a disk's process): the handler gets a reply
+// function to call once, on the control thread; a connection's next request
+// is read only after its previous one was answered.
 #pragma once
 
 #include <chrono>
 #include <functional>
+#include <deque>
 #include <map>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -16,11 +21,17 @@ namespace xbb::backend {
 
 class ControlServer {
  public:
-  using Handler = std::function<nlohmann::json(const nlohmann::json&)>;
+  // Answers a request; a no-op when the connection or the server is gone.
+  using Reply = std::function<void(nlohmann::json answer)>;
+  using Handler = std::function<void(const nlohmann::json& request, Reply reply)>;
+  using SyncHandler = std::function<nlohmann::json(const nlohmann::json&)>;
 
-  // Creates the socket (mode 0600; an existing stale socket is replaced).
-  // Throws std::system_error with the path on failure.
+  // Creates the socket (mode 0600; an existing stale socket is replaced: the
+  // caller makes sure no other xbbd owns it). Throws std::system_error with
+  // the path on failure.
   ControlServer(std::string path, Handler handler);
+  // For a loop whose every answer is immediate.
+  ControlServer(std::string path, SyncHandler handler);
   ~ControlServer();
 
   int listen_fd() const { return listen_.get(); }
@@ -30,13 +41,27 @@ class ControlServer {
   void on_ready(int fd, const std::function<void(int fd, bool add)>& watch);
 
  private:
+  struct Connection {
+    uint64_t serial = 0;       // tells a reused fd number from the connection a reply was for
+    std::string buffer;        // input not yet handled
+    bool answering = false;    // a request of this connection awaits its reply
+    bool closed = false;       // the peer is gone; dropped once no reply is awaited
+  };
   void accept_all(const std::function<void(int, bool)>& watch);
   void serve(int fd, const std::function<void(int, bool)>& watch);
+  void handle_lines(int fd);
+  void handle_lines_of(int fd);
+  void drop(int fd);
 
   std::string path_;
   Handler handler_;
   storage::UniqueFd listen_;
-  std::map<int, std::string> buffers_;  // partial input per connection
+  std::map<int, Connection> connections_;
+  uint64_t next_serial_ = 0;
+  bool dispatching_ = false;              // inside handle_lines
+  std::deque<int> ready_;                  // connections whose lines handle_lines still owes a look
+  std::function<void(int, bool)> watch_;  // from the latest on_ready
+  std::shared_ptr<ControlServer*> self_;  // replies reach the server only while it exists
 };
 
 // Client side, shared by xbbctl and the tests: sends one request, returns the

@@ -1,7 +1,7 @@
 #include "backend/daemon/Daemon.hpp"
 
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
+#include <atomic>
 
 #include <cerrno>
 #include <cstring>
@@ -12,6 +12,7 @@
 
 #include "backend/daemon/ControlServer.hpp"
 #include "backend/daemon/DeviceDiscovery.hpp"
+#include "backend/daemon/SizeWatcher.hpp"
 #include "backend/engine/FastClock.hpp"
 #include "xenstore/Vdev.hpp"
 
@@ -35,24 +36,27 @@ Daemon::Daemon(xs::XenStore& xs, ports::Hypervisor& hypervisor, DaemonOptions op
       snapshots_(options_.state_dir.empty() ? "" : options_.state_dir + "/snapshots.json"),
       host_{xs, hypervisor, options_.vbd, nullptr, std::move(open_storage), &snapshots_} {
   if (auto error = snapshots_.load()) spdlog::error("xbbd: {}; no snapshot will be re-attached", *error);
-  host_.post = [this](const std::string& key, std::function<void(Vbd&)> fn) {
-    post([this, key, fn = std::move(fn)] {
-      auto it = vbds_.find(key);
-      if (it != vbds_.end()) fn(*it->second);
-    });
+  // Holds the post box, not the daemon: storage openers may outlive it.
+  host_.post = [box = std::weak_ptr<PostBox>(post_box_), this](uint64_t instance, std::function<void(Vbd&)> fn) {
+    if (auto post_box = box.lock()) {
+      post_box->post([this, instance, fn = std::move(fn)] {
+        if (Vbd* vbd = find_instance(instance)) fn(*vbd);
+      });
+    }
   };
-  wakeup_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!wakeup_) throw std::system_error(errno, std::generic_category(), "daemon: eventfd");
-  epoll_.add(wakeup_.get(), kTagWakeup);
+  epoll_.add(post_box_->fd(), kTagWakeup);
   epoll_.add(xs_.watch_fd(), kTagXenstore);
   if (!options_.control_socket.empty()) {
-    control_ = std::make_unique<ControlServer>(options_.control_socket,
-                                               [this](const nlohmann::json& request) { return handle_command(request); });
+    control_ = std::make_unique<ControlServer>(
+        options_.control_socket,
+        [this](const nlohmann::json& request, ControlServer::Reply reply) { handle_request(request, std::move(reply)); });
     epoll_.add(control_->listen_fd(), kTagControlBase + static_cast<uint64_t>(control_->listen_fd()));
   }
 }
 
 Daemon::~Daemon() {
+  size_watcher_.reset();
+  post_box_->close();
   vbds_.clear();
   try {
     xs_.unwatch(base_path(), kBackendsToken);
@@ -65,38 +69,31 @@ std::string Daemon::base_path() const { return backend_base_path(options_.backen
 
 void Daemon::request_stop() {
   stop_requested_.store(true);
-  uint64_t one = 1;
-  [[maybe_unused]] auto rc = ::write(wakeup_.get(), &one, sizeof one);
+  post_box_->wake();
 }
 
-void Daemon::post(std::function<void()> fn) {
-  {
-    std::lock_guard lock(posted_mutex_);
-    posted_.push_back(std::move(fn));
-  }
-  uint64_t one = 1;
-  [[maybe_unused]] auto rc = ::write(wakeup_.get(), &one, sizeof one);
-}
-
-void Daemon::run_posted() {
-  uint64_t count;
-  while (::read(wakeup_.get(), &count, sizeof count) > 0) {
-  }
-  std::vector<std::function<void()>> batch;
-  {
-    std::lock_guard lock(posted_mutex_);
-    batch.swap(posted_);
-  }
-  for (auto& fn : batch) fn();
-}
+void Daemon::post(std::function<void()> fn) { post_box_->post(std::move(fn)); }
 
 void Daemon::set_default_tunables(const Tunables& tunables) {
   post([this, tunables] {
     options_.vbd.tunables = tunables;
-    for (auto& [key, vbd] : vbds_) {
-      for (auto& [name, value] : tunables.list()) vbd->set_tunable(name, value);
-    }
+    for (auto& [key, vbd] : vbds_) vbd->reset_tunables(tunables);
   });
+}
+
+// One xbbd per device: a hand-started `xbbd --domain D --vdev V` must not
+// adopt a ring the daemon serves, nor the daemon one that such a process serves.
+bool Daemon::lock_device(const std::string& key, const xs::BackendPath& path) {
+  if (options_.lock_dir.empty() || device_locks_.count(key)) return true;
+  const std::string file = options_.lock_dir + "/" + path.type + "-" + std::to_string(path.frontend_domid) + "-" +
+                           std::to_string(path.devid) + ".lock";
+  auto lock = LockFile::acquire(file);
+  if (auto* why = std::get_if<std::string>(&lock)) {
+    spdlog::error("{}: another xbbd serves this device ({}); leaving it to that one", key, *why);
+    return false;
+  }
+  device_locks_.emplace(key, std::move(std::get<LockFile>(lock)));
+  return true;
 }
 
 bool Daemon::wanted(const xs::BackendPath& path) {
@@ -116,10 +113,16 @@ void Daemon::consider_device(const xs::BackendPath& path) {
   }
   if (released_.holds(xs_, key, path)) return;
   if (!wanted(path)) return;
+  if (!lock_device(key, path)) {
+    refused_.insert(key);
+    if (options_.only_domain) refused_single_ = true;
+    return;
+  }
   auto vbd = std::make_unique<Vbd>(host_, path);
   if (!vbd->start()) {
     if (vbd->released()) refused_.insert(key);
     if (vbd->released() && options_.only_domain) refused_single_ = true;
+    device_locks_.erase(key);
     return;  // incomplete directory: the next watch event retries
   }
   try {
@@ -171,6 +174,7 @@ void Daemon::drop_released() {
         released_.remember(xs_, it->first, it->second->path());
       } catch (const std::exception&) {
       }
+      device_locks_.erase(it->first);
       it = vbds_.erase(it);
     } else {
       ++it;
@@ -188,6 +192,25 @@ int Daemon::run() {
                                                                     : " (devices with script " + options_.script_name + ")"));
   // Before any worker starts: the choice may take a few sleeps to measure.
   spdlog::info("xbbd: I/O timing clock: {}", fast_clock::calibrate().reason);
+  if (options_.size_check_interval.count() > 0) {
+    try {
+      size_watcher_ = std::make_unique<SizeWatcher>(
+          post_box_, options_.size_check_interval,
+          [this] {
+            std::vector<SizeWatcher::Disk> disks;
+            for (auto& [key, vbd] : vbds_) {
+              if (auto storage = vbd->storage())
+                disks.push_back({vbd->instance(), storage, storage->properties().size_bytes});
+            }
+            return disks;
+          },
+          [this](uint64_t instance, uint64_t bytes) {
+            if (Vbd* vbd = find_instance(instance)) vbd->on_size_seen(bytes);
+          });
+    } catch (const std::exception& e) {
+      spdlog::error("xbbd: cannot start the size watcher ({}); disks grow only with xbbctl resize", e.what());
+    }
+  }
   if (on_ready_) on_ready_();
 
   const auto watch_fd = epoll_.control_watcher();
@@ -195,8 +218,10 @@ int Daemon::run() {
   for (;;) {
     if (stop_requested_.load() && !stopping_) {
       stopping_ = true;
-      spdlog::info("xbbd: stopping: draining {} device(s)", vbds_.size());
-      for (auto& [key, vbd] : vbds_) vbd->detach_for_shutdown();
+      // Not a close: every disk stays Connected for the next xbbd (Vbd.hpp).
+      spdlog::info("xbbd: stopping: draining {} device(s); they stay connected for the next xbbd", vbds_.size());
+      size_watcher_.reset();
+      for (auto& [key, vbd] : vbds_) vbd->quiesce_for_shutdown();
     }
     drop_released();
     if (stopping_ && vbds_.empty()) return 0;
@@ -210,7 +235,7 @@ int Daemon::run() {
     for (int i = 0; i < n; ++i) {
       const uint64_t tag = events[i].data.u64;
       if (tag == kTagWakeup) {
-        run_posted();
+        post_box_->run();
       } else if (tag == kTagXenstore) {
         drain_watch_events(xs_, [this](const std::string& path, const std::string& token) { on_watch(path, token); });
       } else if (control_) {
@@ -226,6 +251,13 @@ size_t Daemon::device_count() const {
   return n;
 }
 
+Vbd* Daemon::find_instance(uint64_t instance) {
+  for (auto& [key, vbd] : vbds_) {
+    if (vbd->instance() == instance) return vbd.get();
+  }
+  return nullptr;
+}
+
 Vbd* Daemon::find(const std::string& name) {
   if (auto it = vbds_.find(name); it != vbds_.end()) return it->second.get();
   // "3/xvda" as well as "3/51712"
@@ -233,6 +265,39 @@ Vbd* Daemon::find(const std::string& name) {
   if (!key) return nullptr;
   auto it = vbds_.find(*key);
   return it == vbds_.end() ? nullptr : it->second.get();
+}
+
+void Daemon::handle_request(const nlohmann::json& request, ControlServer::Reply reply) {
+  using nlohmann::json;
+  const bool async = request.is_object() && request.contains("command") && request["command"].is_string() &&
+                     (request["command"] == "pause" || request["command"] == "resume" || request["command"] == "resize");
+  if (!async) {
+    reply(handle_command(request));
+    return;
+  }
+  const std::string command = request["command"];
+  Vbd* vbd = request.contains("device") && request["device"].is_string() ? find(request["device"].get<std::string>())
+                                                                         : nullptr;
+  if (!vbd) {
+    reply({{"ok", false},
+           {"error", "no such device '" + request.value("device", std::string()) +
+                         "' (name devices DOMID/VDEV, e.g. 3/xvda or 3/51712)"}});
+    return;
+  }
+  auto answer = [reply](std::optional<std::string> error) {
+    reply(error ? json{{"ok", false}, {"error", *error}} : json{{"ok", true}});
+  };
+  if (command == "pause") {
+    vbd->pause(answer);
+  } else if (command == "resize") {
+    vbd->resize(answer);
+  } else {
+    if (request.contains("target") && !request["target"].is_string()) {
+      reply({{"ok", false}, {"error", "resume: \"target\" must be a string"}});
+      return;
+    }
+    vbd->resume(request.value("target", std::string()), answer);
+  }
 }
 
 nlohmann::json Daemon::handle_command(const nlohmann::json& request) {
@@ -306,7 +371,8 @@ nlohmann::json Daemon::handle_command(const nlohmann::json& request) {
   if (command.rfind("snapshot-", 0) == 0) return handle_snapshot_command(command, request);
   return {{"ok", false},
           {"error", "unknown command '" + command +
-                        "' (list, stats, set, detach, fault, snapshot-create, snapshot-list, snapshot-delete)"}};
+                        "' (list, stats, set, detach, pause, resume, resize, fault, snapshot-create, snapshot-list, "
+                        "snapshot-delete)"}};
 }
 
 nlohmann::json Daemon::handle_snapshot_command(const std::string& command, const nlohmann::json& request) {

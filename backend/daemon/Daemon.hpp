@@ -4,10 +4,10 @@
 // other threads reach it only through post().
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -15,14 +15,17 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "backend/daemon/ControlServer.hpp"
 #include "backend/daemon/DeviceDiscovery.hpp"
 #include "backend/daemon/EpollSet.hpp"
+#include "backend/daemon/LockFile.hpp"
+#include "backend/daemon/PostBox.hpp"
 #include "storage/UniqueFd.hpp"
 #include "backend/engine/Vbd.hpp"
 
 namespace xbb::backend {
 
-class ControlServer;
+class SizeWatcher;
 
 struct DaemonOptions {
   std::string backend_type = "vbd";      // "vbd3" for Xen >= 4.19's tap type
@@ -39,6 +42,12 @@ struct DaemonOptions {
   // Where snapshots are recorded for re-attachment after a restart
   // (snapshots.json); "" keeps them for this run only.
   std::string state_dir;
+  // Where the per-device lock files live (LockFile.hpp; xbbd puts them next
+  // to its control socket); "" takes none.
+  std::string lock_dir;
+  // How often the backing stores' sizes are checked for growth
+  // (SizeWatcher.hpp); 0 never.
+  std::chrono::milliseconds size_check_interval{2000};
   VbdOptions vbd;
 };
 
@@ -61,7 +70,10 @@ class Daemon {
   // Called once the control loop has everything set up (sd_notify READY=1).
   void on_ready(std::function<void()> fn) { on_ready_ = std::move(fn); }
 
-  // Control-thread only.
+  // Control-thread only. A control request, answered through `reply` now or
+  // (pause, resume, resize) once the work is done.
+  void handle_request(const nlohmann::json& request, ControlServer::Reply reply);
+  // The requests that are answered at once.
   nlohmann::json handle_command(const nlohmann::json& request);
   nlohmann::json handle_snapshot_command(const std::string& command, const nlohmann::json& request);
   // Devices being served (released ones awaiting removal do not count).
@@ -72,9 +84,10 @@ class Daemon {
   void on_watch(const std::string& path, const std::string& token);
   void consider_device(const xs::BackendPath& path);
   void drop_released();
-  void run_posted();
+  bool lock_device(const std::string& key, const xs::BackendPath& path);
   bool wanted(const xs::BackendPath& path);
   Vbd* find(const std::string& key_or_name);
+  Vbd* find_instance(uint64_t instance);
   std::string base_path() const;
 
   xs::XenStore& xs_;
@@ -88,13 +101,13 @@ class Daemon {
   // until their directory is removed.
   std::set<std::string> refused_;
   LetGoDevices released_;
+  std::map<std::string, LockFile> device_locks_;  // per served device, when lock_dir is set
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<SizeWatcher> size_watcher_;
   std::function<void()> on_ready_;
 
   EpollSet epoll_;
-  storage::UniqueFd wakeup_;
-  std::mutex posted_mutex_;
-  std::vector<std::function<void()>> posted_;
+  std::shared_ptr<PostBox> post_box_ = std::make_shared<PostBox>();
   std::atomic<bool> stop_requested_{false};
   bool stopping_ = false;
   bool served_any_ = false;

@@ -76,6 +76,10 @@ std::optional<std::string> DaemonConfig::set(std::string_view name, std::string_
     auto b = boolean(value);
     if (!b) return bad("a boolean");
     o.vbd.fault_injection = *b;
+  } else if (name == "size-check-interval") {
+    auto s = number(value, 3600);
+    if (!s) return bad("a number of seconds between 0 (never) and 3600");
+    o.size_check_interval = std::chrono::seconds(*s);
   } else if (name == "state-dir") {
     if (!v.empty() && v[0] != '/') return bad("an absolute directory");
     o.state_dir = v;

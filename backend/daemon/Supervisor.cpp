@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <system_error>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -18,6 +19,7 @@
 #include "backend/daemon/DeviceDiscovery.hpp"
 #include "backend/engine/DeviceDirectory.hpp"
 #include "xenstore/Vdev.hpp"
+#include "xenstore/XenbusState.hpp"
 #include "xenstore/XenstoreKeys.hpp"
 
 namespace xbb::backend {
@@ -39,18 +41,18 @@ Supervisor::Supervisor(xs::XenStore& xs, SupervisorOptions options)
     : xs_(xs),
       options_(std::move(options)),
       base_(backend_base_path(options_.discovery.backend_domid, options_.discovery.backend_type)) {
-  wakeup_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!wakeup_) throw std::system_error(errno, std::generic_category(), "supervisor: eventfd");
-  epoll_.add(wakeup_.get(), kTagWakeup);
+  epoll_.add(post_box_->fd(), kTagWakeup);
   epoll_.add(xs_.watch_fd(), kTagXenstore);
   if (!options_.discovery.control_socket.empty()) {
-    control_ = std::make_unique<ControlServer>(options_.discovery.control_socket,
-                                               [this](const nlohmann::json& request) { return handle_command(request); });
+    control_ = std::make_unique<ControlServer>(
+        options_.discovery.control_socket,
+        [this](const nlohmann::json& request, ControlServer::Reply reply) { handle_request(request, std::move(reply)); });
     epoll_.add(control_->listen_fd(), kTagControlBase + static_cast<uint64_t>(control_->listen_fd()));
   }
 }
 
 Supervisor::~Supervisor() {
+  post_box_->close();
   // Normally run() returns only once every process has exited; after an
   // exception, do not leave processes serving rings nobody supervises.
   for (auto& [key, disk] : disks_) {
@@ -67,14 +69,12 @@ Supervisor::~Supervisor() {
 
 void Supervisor::request_stop() {
   stop_requested_.store(true);
-  uint64_t one = 1;
-  [[maybe_unused]] auto rc = ::write(wakeup_.get(), &one, sizeof one);
+  post_box_->wake();
 }
 
 void Supervisor::request_reload() {
   reload_requested_.store(true);
-  uint64_t one = 1;
-  [[maybe_unused]] auto rc = ::write(wakeup_.get(), &one, sizeof one);
+  post_box_->wake();
 }
 
 size_t Supervisor::running() const {
@@ -157,6 +157,15 @@ bool Supervisor::start_process(Disk& disk) {
   return true;
 }
 
+// A device whose process stopped without releasing it: wanted, and its
+// backend still past InitWait short of closing.
+bool Supervisor::device_still_live(const Disk& disk) {
+  if (!device_still_wanted(disk)) return false;
+  const auto state = xs::read_state(xs_, xs::kNoTransaction, disk.path.path);
+  return state == xs::XenbusState::InitWait || state == xs::XenbusState::Initialised ||
+         state == xs::XenbusState::Connected;
+}
+
 bool Supervisor::device_still_wanted(const Disk& disk) {
   const std::string& dir = disk.path.path;
   try {
@@ -186,10 +195,18 @@ void Supervisor::on_process_exit(const std::string& key) {
     disks_.erase(it);
     return;
   }
-  if (normal) {
+  if (normal && !device_still_live(disk)) {
     spdlog::info("{}: process {} {}: the device was released", key, pid, disk.last_exit);
     let_go_.remember(xs_, key, disk.path);
     disks_.erase(it);
+    return;
+  }
+  if (normal) {
+    // Stopped by a signal that was not ours (an administrator's kill): it
+    // left the device connected for a successor, as xbbd does on SIGTERM.
+    spdlog::warn("{}: process {} {} but left its device connected; starting a new one to adopt it", key, pid,
+                 disk.last_exit);
+    schedule_restart(key, disk);
     return;
   }
   if (!device_still_wanted(disk)) {
@@ -306,9 +323,7 @@ int Supervisor::run() {
     for (int i = 0; i < n; ++i) {
       const uint64_t tag = events[i].data.u64;
       if (tag == kTagWakeup) {
-        uint64_t count;
-        while (::read(wakeup_.get(), &count, sizeof count) > 0) {
-        }
+        post_box_->run();
       } else if (tag == kTagXenstore) {
         drain_watch_events(xs_, [this](const std::string& path, const std::string& token) { on_watch(path, token); });
       } else if (tag >= kTagProcessBase) {
@@ -349,72 +364,126 @@ nlohmann::json Supervisor::describe(const std::string& key, const Disk& disk) co
   return out;
 }
 
+void Supervisor::answer_later(std::function<nlohmann::json()> ask, ControlServer::Reply reply) {
+  try {
+    std::thread([ask = std::move(ask), reply, box = std::weak_ptr<PostBox>(post_box_)] {
+      nlohmann::json answer = ask();
+      if (auto post_box = box.lock()) post_box->post([reply, answer = std::move(answer)] { reply(answer); });
+    }).detach();
+  } catch (const std::system_error& e) {
+    reply({{"ok", false}, {"error", std::string("cannot start a thread to pass the command on: ") + e.what()}});
+  }
+}
+
+namespace {
+
+// Commands whose answer waits for I/O to drain (or a snapshot's quiesce):
+// passed on without a time limit; the rest get forward_timeout.
+bool may_take_long(const nlohmann::json& request) {
+  const std::string command = request.value("command", std::string());
+  return command == "pause" || command == "resume" || command == "resize" || command == "snapshot-create";
+}
+
+nlohmann::json ask_process(const std::string& name, pid_t pid, const std::string& socket, const nlohmann::json& request,
+                           std::chrono::milliseconds timeout) {
+  try {
+    return control_request(socket, request, timeout);
+  } catch (const std::exception& e) {
+    return nlohmann::json{{"ok", false},
+                          {"error", name + ": its xbbd process (pid " + std::to_string(pid) + ") is not reachable: " +
+                                        e.what()}};
+  }
+}
+
+}  // namespace
+
 // Why a device command cannot reach the process serving `name`, or its answer.
-nlohmann::json Supervisor::forward(const std::string& name, const nlohmann::json& request) {
+void Supervisor::forward(const std::string& name, const nlohmann::json& request, ControlServer::Reply reply) {
   using nlohmann::json;
   Disk* disk = find(name);
   if (!disk) {
-    return json{{"ok", false},
-                {"error", "no such device '" + name + "' (name devices DOMID/VDEV, e.g. 3/xvda or 3/51712)"}};
+    reply(json{{"ok", false}, {"error", "no such device '" + name + "' (name devices DOMID/VDEV, e.g. 3/xvda or 3/51712)"}});
+    return;
   }
   if (disk->process.pid < 0) {
     std::string why = disk->gave_up ? "it kept failing and is not restarted" : "it is being restarted";
-    return json{{"ok", false},
-                {"error", name + ": no xbbd process serves it right now (" + why +
-                              (disk->last_exit.empty() ? "" : "; the last one " + disk->last_exit) + ")"}};
+    reply(json{{"ok", false},
+               {"error", name + ": no xbbd process serves it right now (" + why +
+                             (disk->last_exit.empty() ? "" : "; the last one " + disk->last_exit) + ")"}});
+    return;
   }
-  try {
-    return control_request(disk->socket, request, options_.forward_timeout);
-  } catch (const std::exception& e) {
-    return json{{"ok", false},
-                {"error", name + ": its xbbd process (pid " + std::to_string(disk->process.pid) +
-                              ") is not reachable: " + e.what()}};
-  }
+  const auto timeout = may_take_long(request) ? std::chrono::milliseconds(0) : options_.forward_timeout;
+  answer_later([name, pid = disk->process.pid, socket = disk->socket, request, timeout] {
+    return ask_process(name, pid, socket, request, timeout);
+  }, std::move(reply));
 }
 
 // A command about every device (stats, snapshot-list): each process's answer
 // merged; processes that do not answer are named in "unreachable".
-nlohmann::json Supervisor::forward_to_all(const nlohmann::json& request, const char* result_key) {
+void Supervisor::forward_to_all(const nlohmann::json& request, const char* result_key, ControlServer::Reply reply) {
   using nlohmann::json;
-  json merged = json::array(), unreachable = json::array();
+  struct Target {
+    std::string name;
+    pid_t pid;
+    std::string socket;
+    std::string not_running;  // why no process answers, when none runs
+  };
+  std::vector<Target> targets;
   for (auto& [key, disk] : disks_) {
-    json answer = forward(key, request);
-    if (!answer.value("ok", false)) {
-      unreachable.push_back({{"device", key}, {"error", answer.value("error", std::string("failed"))}});
-      continue;
-    }
-    if (answer.contains(result_key) && answer[result_key].is_array()) {
-      for (auto& item : answer[result_key]) merged.push_back(item);
-    }
+    Target t{key, disk.process.pid, disk.socket, ""};
+    if (disk.process.pid < 0) t.not_running = key + ": no xbbd process serves it right now";
+    targets.push_back(std::move(t));
   }
-  json out{{"ok", true}, {result_key, merged}};
-  if (!unreachable.empty()) out["unreachable"] = unreachable;
-  return out;
+  answer_later([targets, request, key = std::string(result_key), timeout = options_.forward_timeout] {
+    json merged = json::array(), unreachable = json::array();
+    for (const auto& t : targets) {
+      json answer = t.not_running.empty() ? ask_process(t.name, t.pid, t.socket, request, timeout)
+                                          : json{{"ok", false}, {"error", t.not_running}};
+      if (!answer.value("ok", false)) {
+        unreachable.push_back({{"device", t.name}, {"error", answer.value("error", std::string("failed"))}});
+        continue;
+      }
+      if (answer.contains(key) && answer[key].is_array()) {
+        for (auto& item : answer[key]) merged.push_back(item);
+      }
+    }
+    json out{{"ok", true}, {key, merged}};
+    if (!unreachable.empty()) out["unreachable"] = unreachable;
+    return out;
+  }, std::move(reply));
 }
 
-nlohmann::json Supervisor::handle_command(const nlohmann::json& request) {
+void Supervisor::handle_request(const nlohmann::json& request, ControlServer::Reply reply) {
   using nlohmann::json;
   if (!request.is_object() || !request.contains("command") || !request["command"].is_string()) {
-    return {{"ok", false}, {"error", "a request is a JSON object with a string \"command\""}};
+    reply({{"ok", false}, {"error", "a request is a JSON object with a string \"command\""}});
+    return;
   }
   const std::string command = request["command"];
   const bool names_device = request.contains("device") && request["device"].is_string();
   if (command == "list") {
     json devices = json::array();
     for (auto& [key, disk] : disks_) devices.push_back(describe(key, disk));
-    return {{"ok", true}, {"per_disk", true}, {"devices", devices}};
+    reply({{"ok", true}, {"per_disk", true}, {"devices", devices}});
+    return;
   }
-  if (!names_device && command == "stats") return forward_to_all(request, "devices");
-  if (!names_device && command == "snapshot-list") return forward_to_all(request, "snapshots");
-  static const std::set<std::string> device_commands{"stats", "set", "detach", "fault", "snapshot-list",
-                                                     "snapshot-create", "snapshot-delete"};
+  if (!names_device && command == "stats") return forward_to_all(request, "devices", std::move(reply));
+  if (!names_device && command == "snapshot-list") return forward_to_all(request, "snapshots", std::move(reply));
+  static const std::set<std::string> device_commands{"stats",  "set",    "detach",        "fault",        "pause",
+                                                     "resume", "resize", "snapshot-list", "snapshot-create",
+                                                     "snapshot-delete"};
   if (device_commands.count(command)) {
-    if (!names_device) return {{"ok", false}, {"error", command + " needs a \"device\" (DOMID/VDEV)"}};
-    return forward(request["device"].get<std::string>(), request);
+    if (!names_device) {
+      reply({{"ok", false}, {"error", command + " needs a \"device\" (DOMID/VDEV)"}});
+      return;
+    }
+    forward(request["device"].get<std::string>(), request, std::move(reply));
+    return;
   }
-  return {{"ok", false},
-          {"error", "unknown command '" + command +
-                        "' (list, stats, set, detach, fault, snapshot-create, snapshot-list, snapshot-delete)"}};
+  reply({{"ok", false},
+         {"error", "unknown command '" + command +
+                       "' (list, stats, set, detach, pause, resume, resize, fault, snapshot-create, snapshot-list, "
+                       "snapshot-delete)"}});
 }
 
 }  // namespace xbb::backend

@@ -27,15 +27,15 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "backend/daemon/ChildProcess.hpp"
+#include "backend/daemon/ControlServer.hpp"
 #include "backend/daemon/Daemon.hpp"
 #include "backend/daemon/EpollSet.hpp"
+#include "backend/daemon/PostBox.hpp"
 #include "storage/UniqueFd.hpp"
 #include "xenstore/BackendPath.hpp"
 #include "xenstore/XenStore.hpp"
 
 namespace xbb::backend {
-
-class ControlServer;
 
 struct SupervisorOptions {
   DaemonOptions discovery;         // backend type and domid, script filter, the supervisor's control socket
@@ -67,8 +67,10 @@ class Supervisor {
   void request_reload();  // forwards SIGHUP to every process
   void on_ready(std::function<void()> fn) { on_ready_ = std::move(fn); }
 
-  // Control-thread only.
-  nlohmann::json handle_command(const nlohmann::json& request);
+  // Control-thread only. Device commands are passed to the disk's process
+  // on a helper thread and answered when it answers, so a slow or wedged
+  // disk never holds up the supervisor (and every other disk's discovery).
+  void handle_request(const nlohmann::json& request, ControlServer::Reply reply);
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -91,14 +93,17 @@ class Supervisor {
   bool start_process(Disk& disk);
   void on_process_exit(const std::string& key);
   bool device_still_wanted(const Disk& disk);
+  bool device_still_live(const Disk& disk);
   void schedule_restart(const std::string& key, Disk& disk);
   void restart_due();
   void begin_stop();
   int next_timeout_ms() const;
   size_t running() const;
   Disk* find(const std::string& name);
-  nlohmann::json forward(const std::string& name, const nlohmann::json& request);
-  nlohmann::json forward_to_all(const nlohmann::json& request, const char* result_key);
+  void forward(const std::string& name, const nlohmann::json& request, ControlServer::Reply reply);
+  void forward_to_all(const nlohmann::json& request, const char* result_key, ControlServer::Reply reply);
+  // Runs `ask` on a helper thread and hands its answer to `reply` on the control thread.
+  void answer_later(std::function<nlohmann::json()> ask, ControlServer::Reply reply);
   nlohmann::json describe(const std::string& key, const Disk& disk) const;
 
   xs::XenStore& xs_;
@@ -113,7 +118,7 @@ class Supervisor {
   std::function<void()> on_ready_;
 
   EpollSet epoll_;
-  storage::UniqueFd wakeup_;
+  std::shared_ptr<PostBox> post_box_ = std::make_shared<PostBox>();
   std::atomic<bool> stop_requested_{false};
   std::atomic<bool> reload_requested_{false};
   bool stopping_ = false;

@@ -11,6 +11,7 @@ class SharedStorage final : public storage::Storage {
   explicit SharedStorage(std::shared_ptr<storage::Storage> inner) : inner_(std::move(inner)) {}
   const storage::Properties& properties() const override { return inner_->properties(); }
   std::string describe() const override { return inner_->describe(); }
+  std::optional<uint64_t> current_size() const override { return inner_->current_size(); }
   std::unique_ptr<storage::StorageQueue> open_queue(unsigned depth) override { return inner_->open_queue(depth); }
 
  private:

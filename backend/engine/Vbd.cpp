@@ -2,12 +2,18 @@
 
 #include <xen/io/blkif.h>
 
+#include <algorithm>
+#include <atomic>
+#include <system_error>
+#include <thread>
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "backend/engine/DeviceDirectory.hpp"
 #include "backend/engine/FaultSpec.hpp"
 #include "backend/engine/FrontendRings.hpp"
+#include "ring/protocol/Request.hpp"
 #include "ring/protocol/RingGeometry.hpp"
 #include "storage/snapshot/CowOriginRegistry.hpp"
 #include "xenstore/Vdev.hpp"
@@ -18,15 +24,34 @@ namespace xbb::backend {
 
 using xs::XenbusState;
 
+namespace {
+
+// Where a device keeps what an administrator set on it (see Vbd.hpp).
+constexpr const char* kSettingsDir = "/xbbd";
+// The most queues we accept from an adopted connection's advertisement.
+constexpr unsigned kMaxAdoptedQueues = 256;
+
+uint64_t next_instance() {
+  static std::atomic<uint64_t> counter{0};
+  return ++counter;
+}
+
+std::string describe_bytes(uint64_t bytes) { return std::to_string(bytes) + " bytes"; }
+
+}  // namespace
+
 Vbd::Vbd(VbdHost& host, xs::BackendPath path)
-    : host_(host), path_(std::move(path)), key_(key_of(path_)), tunables_(host.options.tunables) {
+    : host_(host),
+      path_(std::move(path)),
+      key_(key_of(path_)),
+      instance_(next_instance()),
+      tunables_(host.options.tunables) {
   backend_ = path_.path;
   frontend_ = xs::expected_frontend_path(path_.frontend_domid, path_.devid, path_.type);
 }
 
 Vbd::~Vbd() {
   workers_.clear();
-  if (opener_.joinable()) opener_.join();
   if (origin_) storage::OriginRegistry::instance().remove(origin_name());
 }
 
@@ -47,6 +72,9 @@ const char* Vbd::phase_name() const {
     case Phase::New: return "new";
     case Phase::InitWait: return "init-wait";
     case Phase::Connected: return "connected";
+    case Phase::Pausing: return "pausing";
+    case Phase::Paused: return "paused";
+    case Phase::Reopening: return "reopening";
     case Phase::Closing: return "closing";
     case Phase::Closed: return "closed";
     case Phase::Releasing: return "releasing";
@@ -69,6 +97,49 @@ bool Vbd::online() const {
 
 std::optional<XenbusState> Vbd::frontend_state() const {
   return xs::read_state(host_.xs, xs::kNoTransaction, frontend_);
+}
+
+void Vbd::remember(const std::string& node, const std::string& value) {
+  try {
+    host_.xs.write(xs::kNoTransaction, backend_ + kSettingsDir + "/" + node, value);
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: cannot record {} = {} for a restart: {}", key_, node, value, e.what());
+  }
+}
+
+void Vbd::forget(const std::string& node) {
+  try {
+    host_.xs.rm(xs::kNoTransaction, backend_ + kSettingsDir + "/" + node);
+  } catch (const std::exception& e) {
+    spdlog::warn("{}: cannot clear {}: {}", key_, node, e.what());
+  }
+}
+
+// Tunables and the paused flag come back here; fault injection once the
+// storage stack exists (install_storage).
+void Vbd::restore_remembered_settings() {
+  auto& xs = host_.xs;
+  const std::string dir = backend_ + kSettingsDir;
+  if (auto names = xs.directory(xs::kNoTransaction, dir + "/tunables")) {
+    for (const auto& name : *names) {
+      const auto value = xs.read(xs::kNoTransaction, dir + "/tunables/" + name);
+      if (!value) continue;
+      if (auto error = tunables_.set(name, *value)) {
+        spdlog::warn("{}: ignoring the recorded tunable {}: {}", key_, name, *error);
+      } else {
+        spdlog::info("{}: tunable {} = {} (set on this device before the restart)", key_, name, *value);
+      }
+    }
+  }
+  if (xs.read(xs::kNoTransaction, dir + "/paused").value_or("") == "1") {
+    if (adopted_) {
+      start_paused_ = true;
+      spdlog::info("{}: the device was paused before the restart; it stays paused until `xbbctl resume`", key_);
+    } else {
+      // The frontend is connecting anew: there is no live ring to hold.
+      forget("paused");
+    }
+  }
 }
 
 // Refuses devices whose nodes do not say what the toolstack writes: the
@@ -95,74 +166,208 @@ bool Vbd::start() {
   if (cdrom_) read_only_ = true;
   discard_enabled_ = xs::read_bool(xs, xs::kNoTransaction, backend_ + "/discard-enable").value_or(true);
 
+  // A connection another xbbd made (a restart, an upgrade, a crash) is
+  // adopted as it is: the frontend negotiated within what that xbbd
+  // advertised, so those stay the limits and are not rewritten.
   const auto state = xs::read_state(xs, xs::kNoTransaction, backend_);
-  publish_features();
-  const bool adopt = state && (*state == XenbusState::Connected) &&
-                     frontend_state() == std::optional(XenbusState::Connected);
-  if (!adopt) set_state(XenbusState::InitWait);
+  adopted_ = state && (*state == XenbusState::Connected) && frontend_state() == std::optional(XenbusState::Connected);
+  if (adopted_) {
+    limits_ = adopted_limits();
+  } else {
+    limits_ = {host_.options.max_ring_page_order, host_.options.max_queues, host_.options.max_indirect_segments};
+    publish_features();
+    set_state(XenbusState::InitWait);
+  }
   phase_ = Phase::InitWait;
+  restore_remembered_settings();
   spdlog::info("{}: serving {} for domain {} ({}{})", key_, target_.empty() ? "(no target)" : target_,
-               path_.frontend_domid, read_only_ ? "read-only" : "read-write", adopt ? ", adopting a live connection" : "");
-  open_storage_async();
+               path_.frontend_domid, read_only_ ? "read-only" : "read-write", adopted_ ? ", adopting a live connection" : "");
+  if (target_.empty()) {
+    storage_error_ = "the backend has no 'params' (the storage target)";
+    spdlog::error("{}: {}", key_, storage_error_);
+    report_hotplug_error(storage_error_);
+  } else if (!open_storage_async(target_, host_.options.claim_targets, OpenPurpose::Serve)) {
+    report_hotplug_error(storage_error_);
+  }
   return true;
 }
 
+Vbd::Limits Vbd::adopted_limits() const {
+  auto& xs = host_.xs;
+  Limits limits;
+  limits.max_ring_page_order = static_cast<unsigned>(
+      xs::read_uint(xs, xs::kNoTransaction, backend_ + "/max-ring-page-order", ring::kMaxRingPageOrder)
+          .value_or(host_.options.max_ring_page_order));
+  limits.max_queues = static_cast<unsigned>(std::max<uint64_t>(
+      1, xs::read_uint(xs, xs::kNoTransaction, backend_ + "/multi-queue-max-queues", kMaxAdoptedQueues)
+             .value_or(host_.options.max_queues)));
+  limits.max_indirect_segments = static_cast<unsigned>(
+      xs::read_uint(xs, xs::kNoTransaction, backend_ + "/feature-max-indirect-segments", ring::kMaxSegments)
+          .value_or(host_.options.max_indirect_segments));
+  return limits;
+}
+
 void Vbd::publish_features() {
-  const auto& o = host_.options;
   xs::with_transaction(host_.xs, [&](xs::TxId tx) {
-    host_.xs.write(tx, backend_ + "/feature-max-indirect-segments", std::to_string(o.max_indirect_segments));
-    host_.xs.write(tx, backend_ + "/multi-queue-max-queues", std::to_string(o.max_queues));
-    host_.xs.write(tx, backend_ + "/max-ring-page-order", std::to_string(o.max_ring_page_order));
+    host_.xs.write(tx, backend_ + "/feature-max-indirect-segments", std::to_string(limits_.max_indirect_segments));
+    host_.xs.write(tx, backend_ + "/multi-queue-max-queues", std::to_string(limits_.max_queues));
+    host_.xs.write(tx, backend_ + "/max-ring-page-order", std::to_string(limits_.max_ring_page_order));
   });
 }
 
-void Vbd::open_storage_async() {
-  if (target_.empty()) {
-    on_storage_opened(nullptr, "the backend has no 'params' (the storage target)");
-    return;
+// Xen's `block` script lets a writable image be shared by two domains of the
+// same VM (the same /vm path): that is a local migration, where the incoming
+// domain's disk is set up while the outgoing one still has it.
+bool Vbd::shares_image_with_same_vm(const std::string& target) const {
+  auto& xs = host_.xs;
+  auto vm_of = [&](const std::string& domid) {
+    return xs.read(xs::kNoTransaction, "/local/domain/" + domid + "/vm").value_or("");
+  };
+  const std::string vm = vm_of(std::to_string(path_.frontend_domid));
+  if (vm.empty()) return false;
+  const std::string base = backend_.substr(0, backend_.rfind('/', backend_.rfind('/') - 1));
+  const auto domains = xs.directory(xs::kNoTransaction, base);
+  if (!domains) return false;
+  for (const auto& domid : *domains) {
+    if (domid == std::to_string(path_.frontend_domid)) continue;
+    const auto devices = xs.directory(xs::kNoTransaction, base + "/" + domid);
+    if (!devices) continue;
+    for (const auto& devid : *devices) {
+      if (xs.read(xs::kNoTransaction, base + "/" + domid + "/" + devid + "/params").value_or("") != target) continue;
+      if (vm_of(domid) == vm) return true;
+    }
   }
-  storage_opening_ = true;
+  return false;
+}
+
+// Opening (an NBD connect, a snapshot store's map) may take a while, or hang
+// on a dead server: never on the control thread, and the thread is not
+// joined, so removing a device whose open hangs costs the control thread
+// nothing. Its result reaches this Vbd only if the Vbd still exists.
+bool Vbd::open_storage_async(const std::string& target, bool claim, OpenPurpose purpose) {
   auto open = host_.open_storage;
   auto post = host_.post;
-  std::string key = key_, target = target_;
-  bool ro = read_only_, faults = host_.options.fault_injection;
+  const uint64_t instance = instance_;
+  const bool ro = read_only_, faults = host_.options.fault_injection;
+  const bool may_share = claim && !ro && shares_image_with_same_vm(target);
   SnapshotCatalog catalog = host_.snapshots ? *host_.snapshots : SnapshotCatalog("");
-  // Opening (an NBD connect, a snapshot store's map) may take a while: never on the control thread.
-  opener_ = std::thread([open, post, key, target, ro, faults, catalog] {
-    std::shared_ptr<StorageStack> stack;
-    std::string error;
-    try {
-      auto opened = open(target, ro);
-      const auto stores = catalog.stores_of(opened->describe());
-      stack = std::make_shared<StorageStack>(build_storage_stack(std::move(opened), faults, stores));
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-    post(key, [stack, error](Vbd& vbd) { vbd.on_storage_opened(stack, error); });
-  });
+  const std::string key = key_;
+  try {
+    std::thread([open, post, instance, key, target, ro, faults, claim, may_share, catalog, purpose] {
+      auto opened = std::make_shared<Opened>();
+      try {
+        auto storage = open(target, ro);
+        if (claim) {
+          try {
+            opened->claim = storage->claim(!ro && !storage->properties().read_only);
+          } catch (const storage::StorageInUse& e) {
+            if (!may_share) throw;
+            spdlog::warn("{}: {}; sharing it with a domain of the same VM (a local migration)", key, e.what());
+          }
+        }
+        const auto stores = catalog.stores_of(storage->describe());
+        opened->stack = std::make_shared<StorageStack>(build_storage_stack(std::move(storage), faults, stores));
+      } catch (const std::exception& e) {
+        opened->error = e.what();
+      }
+      post(instance, [opened, purpose](Vbd& vbd) { vbd.on_storage_opened(opened, purpose); });
+    }).detach();
+  } catch (const std::system_error& e) {
+    storage_error_ = std::string("cannot start a thread to open the storage: ") + e.what();
+    spdlog::error("{}: {}", key_, storage_error_);
+    return false;
+  }
+  storage_opening_ = true;
+  reopen_target_ = target;
+  return true;
 }
 
-void Vbd::on_storage_opened(std::shared_ptr<StorageStack> stack, std::string error) {
+void Vbd::install_storage(Opened& opened) {
+  auto& stack = *opened.stack;
+  for (const auto& failure : stack.attach_errors) spdlog::error("{}: snapshot not re-attached: {}", key_, failure);
+  if (!read_only_ && stack.top->properties().read_only) read_only_ = true;
+  if (origin_) storage::OriginRegistry::instance().remove(origin_name());
+  storage_ = stack.top;
+  origin_ = stack.origin;
+  fault_ = stack.fault;
+  if (opened.claim) claim_ = std::move(opened.claim);
+  storage::OriginRegistry::instance().add(origin_name(), origin_);
+  storage_error_.clear();
+  if (fault_) {
+    if (auto spec = host_.xs.read(xs::kNoTransaction, backend_ + kSettingsDir + "/fault")) {
+      if (auto error = set_fault(*spec)) spdlog::warn("{}: ignoring the recorded fault injection: {}", key_, *error);
+    }
+  }
+}
+
+void Vbd::on_storage_opened(std::shared_ptr<Opened> opened, OpenPurpose purpose) {
   storage_opening_ = false;
-  if (opener_.joinable()) opener_.join();
-  if (!stack) {
-    storage_error_ = error.empty() ? "cannot open the storage" : error;
-    spdlog::error("{}: {}", key_, storage_error_);
-    report_hotplug_error(storage_error_);
+  if (purpose == OpenPurpose::Serve) {
+    if (phase_ != Phase::InitWait) return;  // closed or released meanwhile: the result is dropped
+    if (!opened->stack) {
+      storage_error_ = opened->error.empty() ? "cannot open the storage" : opened->error;
+      spdlog::error("{}: {}", key_, storage_error_);
+      report_hotplug_error(storage_error_);
+      return;
+    }
+    install_storage(*opened);
+    try {
+      host_.xs.write(xs::kNoTransaction, backend_ + "/hotplug-status", "connected");
+    } catch (const std::exception& e) {
+      spdlog::warn("{}: writing hotplug status: {}", key_, e.what());
+    }
+    if (start_paused_) {
+      start_paused_ = false;
+      phase_ = Phase::Paused;
+      return;
+    }
+    on_frontend_changed();
     return;
   }
-  for (const auto& failure : stack->attach_errors) spdlog::error("{}: snapshot not re-attached: {}", key_, failure);
-  if (!read_only_ && stack->top->properties().read_only) read_only_ = true;
-  storage_ = stack->top;
-  origin_ = stack->origin;
-  fault_ = stack->fault;
-  storage::OriginRegistry::instance().add(origin_name(), origin_);
-  try {
-    host_.xs.write(xs::kNoTransaction, backend_ + "/hotplug-status", "connected");
-  } catch (const std::exception& e) {
-    spdlog::warn("{}: writing hotplug status: {}", key_, e.what());
+
+  // A reopen for resume() or resize(); the device is paused meanwhile.
+  if (phase_ != Phase::Reopening) return;  // it closed meanwhile and the waiters were answered
+  phase_ = Phase::Paused;
+  const bool new_target = purpose == OpenPurpose::Resume;
+  std::optional<std::string> error;
+  if (!opened->stack) {
+    error = "cannot open " + reopen_target_ + ": " + opened->error;
+  } else {
+    const uint64_t now = storage_->properties().size_bytes;
+    const uint64_t next = opened->stack->top->properties().size_bytes;
+    if (next < now) {
+      error = (new_target ? reopen_target_ + " is smaller than the disk (" : "the target shrank (") +
+              describe_bytes(next) + " < " + describe_bytes(now) +
+              "); a connected disk never shrinks: the guest would lose what lies past the new end";
+    } else if (opened->stack->top->properties().read_only && !read_only_) {
+      error = reopen_target_ + " opened read-only, but the disk is writable";
+    }
   }
-  if (phase_ == Phase::InitWait) on_frontend_changed();
+  if (error) {
+    spdlog::error("{}: {}", key_, *error);
+    if (purpose == OpenPurpose::Resize) {
+      resume_workers(error);  // carries on with the storage it had
+    } else {
+      answer_waiters(resume_waiters_, error);  // stays paused on the old target
+    }
+    return;
+  }
+  const uint64_t before = storage_->properties().size_bytes;
+  install_storage(*opened);
+  if (new_target) {
+    spdlog::info("{}: now served from {} (was {})", key_, reopen_target_, target_);
+    target_ = reopen_target_;
+    try {
+      // What the next xbbd reads: the disk now lives there.
+      host_.xs.write(xs::kNoTransaction, backend_ + "/params", target_);
+    } catch (const std::exception& e) {
+      spdlog::error("{}: cannot record the new target in params ({}); a restarted xbbd would serve the old one",
+                    key_, e.what());
+    }
+  }
+  const uint64_t after = storage_->properties().size_bytes;
+  if (after != before) spdlog::info("{}: size {} -> {} bytes", key_, before, after);
+  resume_workers(std::nullopt);
 }
 
 void Vbd::on_backend_changed() {
@@ -180,10 +385,9 @@ void Vbd::on_backend_changed() {
       release();
       return;
     }
-    if (phase_ == Phase::Connected) {
-      stop_workers();
-      set_state(XenbusState::Closing);
-      phase_ = Phase::Closing;
+    if (phase_ == Phase::Connected || phase_ == Phase::Pausing || phase_ == Phase::Paused ||
+        phase_ == Phase::Reopening) {
+      begin_closing();
     }
   }
   // The toolstack may have written our state node (libxl writes Closing on
@@ -221,10 +425,9 @@ void Vbd::on_frontend_changed() {
     case XenbusState::Closing:
     case XenbusState::Closed:
     case XenbusState::Unknown:
-      if (phase_ == Phase::Connected || phase_ == Phase::InitWait) {
-        stop_workers();
-        set_state(XenbusState::Closing);
-        phase_ = Phase::Closing;
+      if (phase_ == Phase::Connected || phase_ == Phase::InitWait || phase_ == Phase::Pausing ||
+          phase_ == Phase::Paused || phase_ == Phase::Reopening) {
+        begin_closing();
       }
       maybe_finish_closing();
       break;
@@ -233,26 +436,46 @@ void Vbd::on_frontend_changed() {
   }
 }
 
+void Vbd::begin_closing() {
+  stop_workers();
+  set_state(XenbusState::Closing);
+  phase_ = Phase::Closing;
+  resume_after_pause_ = false;
+  const std::optional<std::string> closing = "the device is closing";
+  answer_waiters(pause_waiters_, closing);
+  answer_waiters(resume_waiters_, closing);
+}
+
 void Vbd::connect() {
   std::string error;
-  if (!connect_queues(error)) {
+  bool connected = false;
+  try {
+    connected = connect_queues(error);
+    if (connected) publish_connected();
+  } catch (const std::exception& e) {
+    // Out of descriptors, memory or threads, or xenstore refused: this disk
+    // fails, the daemon and every other disk carry on.
+    error = std::string("connecting: ") + e.what();
+    connected = false;
+  }
+  if (!connected) {
+    workers_.clear();
     fail(error);
     return;
   }
+  phase_ = Phase::Connected;
   try {
-    publish_connected();
+    for (auto& worker : workers_) worker->start();
   } catch (const std::exception& e) {
-    fail(std::string("publishing the connection: ") + e.what());
+    fail(std::string("starting the queue workers: ") + e.what());
     return;
   }
-  phase_ = Phase::Connected;
-  for (auto& worker : workers_) worker->start();
   spdlog::info("{}: connected: {} queue(s), ring order {}, {}, {} grants", key_, workers_.size(), ring_page_order_,
                abi_name_, persistent_ ? "persistent" : "copied");
 }
 
 bool Vbd::connect_queues(std::string& error) {
-  FrontendLimits limits{host_.options.max_ring_page_order, host_.options.max_queues};
+  FrontendLimits limits{limits_.max_ring_page_order, limits_.max_queues};
   auto parsed = read_frontend_rings(host_.xs, frontend_, limits);
   if (auto* message = std::get_if<std::string>(&parsed)) {
     error = *message;
@@ -268,7 +491,7 @@ bool Vbd::connect_queues(std::string& error) {
   geometry.sectors = props.size_bytes / 512;
   geometry.logical_block_size = props.logical_block_size;
   geometry.read_only = read_only_;
-  geometry.max_indirect_segments = static_cast<uint16_t>(host_.options.max_indirect_segments);
+  geometry.max_indirect_segments = static_cast<uint16_t>(limits_.max_indirect_segments);
   geometry.flush_supported = true;
   geometry.barrier_supported = true;
   geometry.discard_supported = discard_enabled_ && props.can_discard && !read_only_;
@@ -310,9 +533,9 @@ bool Vbd::connect_queues(std::string& error) {
     setup.bounce_pages = host_.options.bounce_pages_per_queue;
     setup.tunables = tunables_;
     auto post = host_.post;
-    std::string key = key_;
-    setup.notify_control = [post, key](unsigned index, QueueEvent event) {
-      post(key, [index, event](Vbd& vbd) { vbd.on_queue_event(index, event); });
+    const uint64_t instance = instance_;
+    setup.notify_control = [post, instance](unsigned index, QueueEvent event) {
+      post(instance, [index, event](Vbd& vbd) { vbd.on_queue_event(index, event); });
     };
     workers.push_back(std::make_unique<QueueWorker>(std::move(setup)));
   }
@@ -327,6 +550,8 @@ void Vbd::publish_connected() {
   if (cdrom_) info |= VDISK_CDROM;
   if (read_only_) info |= VDISK_READONLY;
   auto& xs = host_.xs;
+  // Also how a new size is announced: blkfront re-reads `sectors` when the
+  // state node is written again (Linux blkback's resize does the same).
   xs::with_transaction(xs, [&](xs::TxId tx) {
     xs.write(tx, backend_ + "/sectors", std::to_string(props.size_bytes / 512));
     xs.write(tx, backend_ + "/info", std::to_string(info));
@@ -351,9 +576,7 @@ void Vbd::fail(const std::string& message) {
     host_.xs.write(xs::kNoTransaction, backend_ + "/error", message);
   } catch (const std::exception&) {
   }
-  stop_workers();
-  set_state(XenbusState::Closing);
-  phase_ = Phase::Closing;
+  begin_closing();
   maybe_finish_closing();
 }
 
@@ -375,7 +598,14 @@ void Vbd::on_queue_event(unsigned queue, QueueEvent event) {
   maybe_finish_closing();
 }
 
-// Called whenever something that closing waits for may have happened.
+void Vbd::answer_waiters(std::vector<Done>& waiters, const std::optional<std::string>& error) {
+  auto batch = std::move(waiters);
+  waiters.clear();
+  for (auto& done : batch) done(error);
+}
+
+// Called whenever something that closing, releasing or pausing waits for may
+// have happened.
 void Vbd::maybe_finish_closing() {
   for (auto& worker : workers_) {
     if (!worker->stopped()) return;
@@ -387,6 +617,10 @@ void Vbd::maybe_finish_closing() {
     if (closed_on_release_ && host_.xs.directory(xs::kNoTransaction, backend_)) set_state(XenbusState::Closed);
     phase_ = Phase::Released;
     spdlog::info("{}: released", key_);
+    return;
+  }
+  if (phase_ == Phase::Pausing) {
+    finish_pause();
     return;
   }
   if (phase_ != Phase::Closing) return;
@@ -417,28 +651,143 @@ void Vbd::on_domain_gone() {
 
 void Vbd::detach() {
   release_when_closed_ = true;
-  if (phase_ == Phase::Connected) {
-    stop_workers();
-    set_state(XenbusState::Closing);
-    phase_ = Phase::Closing;
+  if (phase_ == Phase::Connected || phase_ == Phase::Pausing || phase_ == Phase::Paused ||
+      phase_ == Phase::Reopening) {
+    begin_closing();
     maybe_finish_closing();
   } else if (phase_ != Phase::Closing) {
     release();
   }
 }
 
-void Vbd::detach_for_shutdown() {
-  if (phase_ == Phase::Connected || phase_ == Phase::InitWait || phase_ == Phase::Closing) {
-    set_state(XenbusState::Closing);
-  }
+// Not a close: the guest's blkfront takes a backend Closing as the disk gone
+// for good (Linux 6.x marks it dead). Stop consuming, answer what is in
+// flight, unmap, and leave every xenstore node as it is; requests the guest
+// queues meanwhile wait in its ring for the next xbbd, which adopts it.
+void Vbd::quiesce_for_shutdown() {
+  const std::optional<std::string> stopping = "xbbd is stopping";
+  answer_waiters(pause_waiters_, stopping);
+  answer_waiters(resume_waiters_, stopping);
+  resume_after_pause_ = false;
   release();
 }
 
 void Vbd::release() {
   if (phase_ == Phase::Released) return;
   phase_ = Phase::Releasing;
+  const std::optional<std::string> released = "the device was released";
+  answer_waiters(pause_waiters_, released);
+  answer_waiters(resume_waiters_, released);
   stop_workers();
   maybe_finish_closing();
+}
+
+void Vbd::pause(Done done) {
+  switch (phase_) {
+    case Phase::Connected:
+      pause_waiters_.push_back(std::move(done));
+      phase_ = Phase::Pausing;
+      remember("paused", "1");
+      spdlog::info("{}: pausing: draining {} queue(s)", key_, workers_.size());
+      stop_workers();
+      maybe_finish_closing();
+      return;
+    case Phase::Pausing:
+      if (resume_after_pause_) break;  // a resize is under way
+      pause_waiters_.push_back(std::move(done));
+      return;
+    case Phase::Paused:
+      done(std::nullopt);
+      return;
+    default:
+      break;
+  }
+  done(key_ + " cannot be paused while it is " + phase_name() + " (only a connected disk can)");
+}
+
+void Vbd::finish_pause() {
+  phase_ = Phase::Paused;
+  if (resume_after_pause_) {
+    // A resize: reopen the target (keeping the claim on it) and resume.
+    resume_after_pause_ = false;
+    phase_ = Phase::Reopening;
+    if (!open_storage_async(target_, /*claim=*/false, OpenPurpose::Resize)) {
+      phase_ = Phase::Paused;
+      resume_workers(storage_error_);
+    }
+    return;
+  }
+  spdlog::info("{}: paused; the guest's requests wait in its ring", key_);
+  answer_waiters(pause_waiters_, std::nullopt);
+}
+
+void Vbd::resume(const std::string& new_target, Done done) {
+  if (phase_ != Phase::Paused) {
+    done(key_ + " is " + phase_name() + ", not paused" +
+         (phase_ == Phase::Pausing ? " yet (the pause is still draining)" : ""));
+    return;
+  }
+  if (new_target.empty() || new_target == target_) {
+    resume_waiters_.push_back(std::move(done));
+    resume_workers(std::nullopt);
+    return;
+  }
+  if (origin_ && !origin_->snapshots().empty()) {
+    done(key_ + " has snapshots; delete them before moving it to another target (xbbctl snapshot list)");
+    return;
+  }
+  resume_waiters_.push_back(std::move(done));
+  phase_ = Phase::Reopening;
+  if (!open_storage_async(new_target, host_.options.claim_targets, OpenPurpose::Resume)) {
+    phase_ = Phase::Paused;
+    answer_waiters(resume_waiters_, storage_error_);
+  }
+}
+
+// Maps the rings again and announces the disk (with its size) as Connected.
+// `error` is what the waiters hear even when the resume itself succeeds (a
+// refused resize resumes on the old storage).
+void Vbd::resume_workers(std::optional<std::string> error) {
+  connect();
+  if (phase_ != Phase::Connected) {
+    answer_waiters(resume_waiters_, error ? error : std::optional<std::string>("the device could not be connected again"));
+    return;
+  }
+  forget("paused");
+  spdlog::info("{}: resumed", key_);
+  answer_waiters(resume_waiters_, error);
+}
+
+void Vbd::resize(Done done) {
+  if (phase_ != Phase::Connected) {
+    done(key_ + " is " + phase_name() + "; only a connected disk is resized (resume it first)");
+    return;
+  }
+  if (origin_ && !origin_->snapshots().empty()) {
+    done(key_ + " has snapshots, which record the disk's size; delete them before resizing (xbbctl snapshot list)");
+    return;
+  }
+  resume_waiters_.push_back(std::move(done));
+  resume_after_pause_ = true;
+  phase_ = Phase::Pausing;
+  spdlog::info("{}: resizing: draining {} queue(s) to reopen {}", key_, workers_.size(), target_);
+  stop_workers();
+  maybe_finish_closing();
+}
+
+void Vbd::on_size_seen(uint64_t bytes) {
+  if (phase_ != Phase::Connected || !storage_) return;
+  const uint64_t now = storage_->properties().size_bytes;
+  if (bytes == now) return;
+  if (bytes < now) {
+    spdlog::warn("{}: {} shrank to {} bytes while connected; the guest keeps its {} bytes until it is detached",
+                 key_, target_, bytes, now);
+    return;
+  }
+  spdlog::info("{}: {} grew from {} to {} bytes; announcing it to the guest", key_, target_, now, bytes);
+  resize([key = key_](std::optional<std::string> error) {
+    if (error) spdlog::error("{}: online resize failed: {}", key, *error);
+  });
 }
 
 std::optional<std::string> Vbd::set_tunable(const std::string& name, const std::string& value) {
@@ -446,7 +795,14 @@ std::optional<std::string> Vbd::set_tunable(const std::string& name, const std::
   if (auto error = next.set(name, value)) return error;
   tunables_ = next;
   for (auto& worker : workers_) worker->set_tunables(tunables_);
+  remember("tunables/" + name, value);
   return std::nullopt;
+}
+
+void Vbd::reset_tunables(const Tunables& tunables) {
+  tunables_ = tunables;
+  for (auto& worker : workers_) worker->set_tunables(tunables_);
+  forget("tunables");
 }
 
 StatsSnapshot Vbd::stats() const {
@@ -539,6 +895,12 @@ std::optional<std::string> Vbd::set_fault(const std::string& spec) {
   auto parsed = parse_fault_spec(spec);
   if (auto* error = std::get_if<std::string>(&parsed)) return *error;
   fault_->set_settings(std::get<storage::FaultSettings>(parsed));
+  const auto& settings = std::get<storage::FaultSettings>(parsed);
+  if (settings.fail_per_10000 != 0 || settings.latency_max_us != 0) {
+    remember("fault", spec);
+  } else {
+    forget("fault");
+  }
   spdlog::warn("{}: fault injection {}", key_, to_string(std::get<storage::FaultSettings>(parsed)));
   return std::nullopt;
 }

@@ -2,6 +2,19 @@
 // machine on the control thread, owns the storage and one QueueWorker per
 // ring, and never blocks: storage is opened on a helper thread and workers
 // report back through the daemon's message queue.
+//
+// Operations that must cost the guest nothing (DESIGN.md §6):
+// - quiesce_for_shutdown(): a daemon stop or restart is not a close. The
+//   workers stop consuming, answer what is in flight and unmap; the device
+//   stays Connected in xenstore and the next xbbd adopts its rings.
+// - pause()/resume(): the same drain, but the process stays; the guest's
+//   requests wait in its ring (held, not failed) until resume() maps the rings
+//   again, optionally on a new target of at least the same size.
+// - resize(): a pause, a reopen of the target and a resume that announces the
+//   new size as Linux blkback does (sectors and Connected in one transaction).
+// What an administrator set on a device (paused, fault injection, tunables)
+// is kept in the backend directory under xbbd/, so a restarted xbbd re-reads
+// it; a new target replaces the backend's `params`.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +22,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -38,6 +50,9 @@ struct VbdOptions {
   size_t bounce_pages_per_queue = 2048;
   bool direct_io = false;              // O_DIRECT for file targets
   bool fault_injection = false;        // stack a fault-injection layer on every disk (xbbctl fault)
+  // Claim writable targets exclusively (Storage::claim): an OFD lock on images,
+  // O_EXCL on block devices. Off only for tests that share an image on purpose.
+  bool claim_targets = true;
   Tunables tunables;
 };
 
@@ -46,8 +61,10 @@ struct VbdHost {
   xs::XenStore& xs;
   ports::Hypervisor& hypervisor;
   const VbdOptions& options;
-  // Runs `fn` on the control thread later, if the Vbd named `key` still exists.
-  std::function<void(const std::string& key, std::function<void(Vbd&)> fn)> post;
+  // Runs `fn` on the control thread later, if the Vbd that was `instance`
+  // still exists (a new device with the same name is a different instance).
+  // Callable from any thread, also after the daemon is gone (then a no-op).
+  std::function<void(uint64_t instance, std::function<void(Vbd&)> fn)> post;
   // Opens storage for a target; runs on a helper thread.
   std::function<std::unique_ptr<storage::Storage>(const std::string& target, bool read_only)> open_storage;
   // Snapshot stores to re-attach per origin, and where new ones are recorded.
@@ -56,6 +73,9 @@ struct VbdHost {
 
 class Vbd {
  public:
+  // `done` gets nothing on success or the reason of a failure, on the control thread.
+  using Done = std::function<void(std::optional<std::string> error)>;
+
   Vbd(VbdHost& host, xs::BackendPath path);
   ~Vbd();
   Vbd(const Vbd&) = delete;
@@ -63,6 +83,7 @@ class Vbd {
 
   static std::string key_of(const xs::BackendPath& path);
   const std::string& key() const { return key_; }
+  uint64_t instance() const { return instance_; }
   const xs::BackendPath& path() const { return path_; }
   const std::string& frontend_path() const { return frontend_; }
   xs::DomId domid() const { return path_.frontend_domid; }
@@ -74,9 +95,19 @@ class Vbd {
   void on_domain_gone();
   // xbbctl detach: tell the frontend we are going, drain, then release.
   void detach();
-  // Daemon shutdown (SIGTERM): drain, answer Closing, release without waiting for the frontend.
-  void detach_for_shutdown();
+  // Daemon shutdown (SIGTERM, restart, upgrade): drain and release the rings,
+  // leaving the device in xenstore as it is for the next xbbd to adopt.
+  void quiesce_for_shutdown();
+  // xbbctl pause / resume / resize (see the top of this file). Each answers
+  // through `done` once the work is finished or has failed.
+  void pause(Done done);
+  void resume(const std::string& new_target, Done done);
+  void resize(Done done);
+  // The size watcher saw the backing store at `bytes`: grows the disk.
+  void on_size_seen(uint64_t bytes);
   std::optional<std::string> set_tunable(const std::string& name, const std::string& value);
+  // SIGHUP: the config file's tunables replace every per-device setting.
+  void reset_tunables(const Tunables& tunables);
 
   // Snapshots of this disk (xbbctl snapshot ...). Throw std::runtime_error
   // with a message for the administrator. Creation waits (bounded) for the
@@ -90,6 +121,8 @@ class Vbd {
   std::string origin_name() const;
   // Nothing left to do: the daemon may destroy this Vbd.
   bool released() const { return phase_ == Phase::Released; }
+  // The storage being served (for the size watcher), or null.
+  std::shared_ptr<storage::Storage> storage() const { return storage_; }
 
   StatsSnapshot stats() const;
   std::vector<StatsSnapshot> queue_stats() const;
@@ -97,11 +130,28 @@ class Vbd {
   void describe(nlohmann::json& out) const;
 
  private:
-  enum class Phase { New, InitWait, Connected, Closing, Closed, Releasing, Released };
+  enum class Phase { New, InitWait, Connected, Pausing, Paused, Reopening, Closing, Closed, Releasing, Released };
+  // What a finished storage open leads to.
+  enum class OpenPurpose { Serve, Resume, Resize };
+  // The negotiation limits in force: this daemon's options, or for an adopted
+  // connection what the previous xbbd advertised (the frontend chose within those).
+  struct Limits {
+    unsigned max_ring_page_order = 0;
+    unsigned max_queues = 1;
+    unsigned max_indirect_segments = 0;
+  };
+  struct Opened {
+    std::shared_ptr<StorageStack> stack;
+    std::unique_ptr<storage::StorageClaim> claim;
+    std::string error;
+  };
 
   void publish_features();
-  void open_storage_async();
-  void on_storage_opened(std::shared_ptr<StorageStack> stack, std::string error);
+  Limits adopted_limits() const;
+  bool shares_image_with_same_vm(const std::string& target) const;
+  bool open_storage_async(const std::string& target, bool claim, OpenPurpose purpose);
+  void on_storage_opened(std::shared_ptr<Opened> opened, OpenPurpose purpose);
+  void install_storage(Opened& opened);
   void report_hotplug_error(const std::string& message);
   void connect();
   bool connect_queues(std::string& error);
@@ -109,29 +159,41 @@ class Vbd {
   void stop_workers();
   void on_queue_event(unsigned queue, QueueEvent event);
   void maybe_finish_closing();
+  void finish_pause();
+  void resume_workers(std::optional<std::string> error);
+  void answer_waiters(std::vector<Done>& waiters, const std::optional<std::string>& error);
+  void begin_closing();
   void fail(const std::string& message);
   void set_state(xs::XenbusState state);
   void release();
   bool online() const;
   std::optional<xs::XenbusState> frontend_state() const;
   const char* phase_name() const;
+  // The administrator's settings kept under <backend>/xbbd/ (see the top).
+  void remember(const std::string& node, const std::string& value);
+  void forget(const std::string& node);
+  void restore_remembered_settings();
 
   VbdHost& host_;
   xs::BackendPath path_;
   std::string key_;
+  uint64_t instance_;
   std::string backend_;   // the backend directory
   std::string frontend_;
   Phase phase_ = Phase::New;
   bool read_only_ = false;
   bool cdrom_ = false;
   bool discard_enabled_ = true;
+  bool adopted_ = false;  // started on a connection another xbbd made
+  Limits limits_;
   std::string target_;
+  std::unique_ptr<storage::StorageClaim> claim_;          // ownership of target_ (may be null)
   std::shared_ptr<storage::Storage> storage_;             // the top of the stack: what queues open
   std::shared_ptr<storage::CowOriginStorage> origin_;     // snapshots hang here
   storage::FaultInjectionStorage* fault_ = nullptr;       // when fault injection is on
   std::string storage_error_;
   bool storage_opening_ = false;
-  std::thread opener_;
+  std::string reopen_target_;                             // the target a Resume/Resize open is for
   bool persistent_ = false;
   unsigned ring_page_order_ = 0;
   std::string abi_name_;
@@ -140,6 +202,10 @@ class Vbd {
   StatsSnapshot retired_stats_;  // totals of workers already destroyed
   bool release_when_closed_ = false;
   bool closed_on_release_ = false;  // write Closed once drained (the frontend vanished)
+  bool start_paused_ = false;       // a restarted xbbd finds the device paused
+  std::vector<Done> pause_waiters_;   // answered when the drain completes
+  std::vector<Done> resume_waiters_;  // answered when the device is Connected again
+  bool resume_after_pause_ = false;   // a resize: pause, reopen, resume
 };
 
 }  // namespace xbb::backend

@@ -59,8 +59,18 @@ CrossProcessDaemon::CrossProcessDaemon(const std::string& xbbd_sim, const std::v
   }
   argv.insert(argv.end(), {"--control-socket", control_socket_, "--config", config_path_});
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  process_ = std::make_unique<CrossProcessChild>(argv, log_path_, CrossProcessChild::Stdout::LogFile);
+  argv_ = std::move(argv);
+  start_and_wait();
+}
 
+void CrossProcessDaemon::restart(const std::string& executable) {
+  if (process_ && process_->pid() > 0 && !process_->wait(0ms)) throw std::runtime_error("restart: xbbd-sim is still running");
+  if (!executable.empty()) argv_[0] = executable;
+  start_and_wait();
+}
+
+void CrossProcessDaemon::start_and_wait() {
+  process_ = std::make_unique<CrossProcessChild>(argv_, log_path_, CrossProcessChild::Stdout::LogFile);
   // Ready once it answers on the control socket: by then the broker listens
   // and the xenstore connection is up.
   const auto deadline = Clock::now() + 10s;

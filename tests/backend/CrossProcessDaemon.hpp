@@ -52,6 +52,11 @@ class CrossProcessDaemon {
                      const std::string& config = "", Hypervisor hypervisor = Hypervisor::InDaemon);
   ~CrossProcessDaemon();  // kills xbbd-sim if still running, removes the temp dir
 
+  // Starts xbbd-sim again once the previous process has exited (a restart),
+  // with the same arguments, from `executable` when given (an upgrade: a
+  // different binary), and waits until it answers. Throws like the constructor.
+  void restart(const std::string& executable = "");
+
   frontend::SimToolstack& toolstack() { return *toolstack_; }
   CrossProcessChild& process() { return *process_; }
   const std::string& control_socket() const { return control_socket_; }
@@ -65,6 +70,9 @@ class CrossProcessDaemon {
   std::unique_ptr<BrokerGuest> add_guest(xs::DomId domid, uint32_t pages = 4096);
 
  private:
+  void start_and_wait();
+
+  std::vector<std::string> argv_;
   std::string dir_;
   std::string store_socket_, broker_socket_, control_socket_, log_path_, config_path_;
   std::shared_ptr<sim::SimStore> store_;

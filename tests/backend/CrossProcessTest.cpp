@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -308,53 +309,6 @@ void hold_writes_in_flight(const CrossProcessDaemon& xbbd, const std::string& de
   })) << stats.dump();
 }
 
-TEST(CrossProcessDaemonTest, SigtermWithWritesInFlightExitsCleanlyAndKeepsAcknowledgedWrites) {
-  TempFile file(64ull << 20);
-  CrossProcessDaemon xbbd(XBBD_SIM_PATH, {"--max-queues", "2"}, "fault-injection = 1");
-  auto guest = xbbd.add_guest(7);
-  VbdSpec spec;
-  spec.domid = 7;
-  spec.target = file.path();
-  xbbd.toolstack().add_vbd(spec);
-  frontend::FrontendConfig config;
-  config.queues = 2;
-  config.ring_page_order = 1;
-  auto disk = guest->disk(spec.devid, config);
-  ASSERT_NO_THROW(disk->connect()) << xbbd.log();
-
-  // Every write spends 5-15 ms in storage, so the daemon really holds the
-  // writes in flight when the signal arrives.
-  AcknowledgedWrites writes(*disk, (64ull << 20) / 512);
-  hold_writes_in_flight(xbbd, "7/xvda", writes, "5ms-15ms", 256);
-  ASSERT_FALSE(HasFatalFailure());
-  const size_t in_flight_at_signal = disk->in_flight();
-  const size_t acked_before_signal = writes.acked.size();
-  ASSERT_TRUE(xbbd.process().send(SIGTERM));
-
-  // The guest carries on as a guest would (keeps the rings full while the
-  // backend is Connected) until xbbd-sim has exited.
-  std::optional<int> status;
-  const auto exit_deadline = Clock::now() + kHangGuard;
-  while (!(status = xbbd.process().wait(0ms)) && Clock::now() < exit_deadline) {
-    writes.collect(10ms);
-    if (disk->backend_state() == XenbusState::Connected) writes.submit_while_room();
-  }
-  if (!status) status = xbbd.process().wait(0ms);
-  ASSERT_TRUE(status.has_value()) << "xbbd-sim did not exit after SIGTERM:\n" << xbbd.log();
-  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_status(*status) << "\n" << xbbd.log();
-  while (writes.collect(0ms) > 0) {
-  }
-  EXPECT_EQ(disk->backend_state(), XenbusState::Closing) << "xbbd answers Closing when it stops";
-  EXPECT_EQ(writes.failed, 0u) << "no write may fail because of a stop";
-  EXPECT_GT(in_flight_at_signal, 1u);
-  std::printf("SIGTERM with %zu writes in flight: %zu acknowledged before, %zu after; %zu never answered\n",
-              in_flight_at_signal, acked_before_signal, writes.acked.size() - acked_before_signal,
-              disk->in_flight());
-
-  expect_clean_log(xbbd.log());
-  EXPECT_EQ(missing_writes(file.path(), writes), 0u) << "of " << writes.acked.size() << " acknowledged writes";
-}
-
 // Runs the built xbbctl; returns its wait status and stdout.
 std::pair<int, std::string> xbbctl(const std::vector<std::string>& args) {
   std::vector<std::string> argv{XBBCTL_PATH};
@@ -364,6 +318,171 @@ std::pair<int, std::string> xbbctl(const std::vector<std::string>& args) {
   auto status = ctl.wait(kHangGuard);
   return {status.value_or(-1), out};
 }
+
+// Keeps a disk's ring full and watches what the guest sees across a stop and
+// start of its backend: completions and their gaps, and every backend state.
+struct GuestWatch {
+  explicit GuestWatch(AcknowledgedWrites& w) : writes(w) {}
+  AcknowledgedWrites& writes;
+  Clock::time_point last_completion = Clock::now();
+  Clock::duration longest_gap{};
+  std::set<XenbusState> states_seen;
+
+  void step(std::chrono::milliseconds wait) {
+    writes.submit_while_room();
+    if (writes.collect(wait) > 0) {
+      const auto now = Clock::now();
+      longest_gap = std::max(longest_gap, now - last_completion);
+      last_completion = now;
+    }
+    if (auto state = writes.disk.backend_state()) states_seen.insert(*state);
+  }
+  double longest_gap_ms() const { return std::chrono::duration<double, std::milli>(longest_gap).count(); }
+};
+
+// A copy of xbbd-sim under another name, for an "upgrade" restart.
+std::string copy_of_xbbd_sim(const CrossProcessDaemon& xbbd) {
+  const std::string copy = xbbd.dir() + "/xbbd-sim-upgraded";
+  std::filesystem::copy_file(XBBD_SIM_PATH, copy, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::permissions(copy, std::filesystem::perms::owner_all);
+  return copy;
+}
+
+// SIGTERM is what `systemctl stop|restart` and every package upgrade send. It
+// must not close any disk (Linux 6.x blkfront takes a backend Closing as the
+// disk gone for good): xbbd answers what is in flight, leaves the disk
+// Connected and exits; the next xbbd (here another binary: an upgrade) adopts
+// the ring, with the device's fault-injection setting and tunables, and the
+// guest only sees a pause.
+TEST(CrossProcessDaemonTest, SigtermLeavesTheDiskConnectedForTheNextXbbdWhichAdoptsIt) {
+  TempFile file(64ull << 20);
+  CrossProcessDaemon xbbd(XBBD_SIM_PATH, {"--max-queues", "2"}, "fault-injection = 1",
+                          CrossProcessDaemon::Hypervisor::Shared);
+  auto guest = xbbd.add_guest(7);
+  VbdSpec spec;
+  spec.domid = 7;
+  spec.target = file.path();
+  xbbd.toolstack().add_vbd(spec);
+  frontend::FrontendConfig config;
+  config.queues = 2;
+  config.ring_page_order = 1;
+  config.persistent_grants = true;
+  auto disk = guest->disk(spec.devid, config);
+  ASSERT_NO_THROW(disk->connect()) << xbbd.log();
+  auto set = backend::control_request(xbbd.control_socket(),
+                                      {{"command", "set"}, {"device", "7/xvda"}, {"name", "flush_interval"}, {"value", "3"}});
+  ASSERT_TRUE(set.value("ok", false)) << set.dump();
+
+  // Every write spends 5-15 ms in storage, so the daemon really holds the
+  // writes in flight when the signal arrives.
+  AcknowledgedWrites writes(*disk, (64ull << 20) / 512);
+  hold_writes_in_flight(xbbd, "7/xvda", writes, "5ms-15ms", 256);
+  ASSERT_FALSE(HasFatalFailure());
+  const size_t in_flight_at_signal = disk->in_flight();
+  const size_t acked_before_signal = writes.acked.size();
+  GuestWatch watch(writes);
+  ASSERT_TRUE(xbbd.process().send(SIGTERM));
+
+  // The guest carries on as a guest would, keeping its rings full.
+  std::optional<int> status;
+  const auto exit_deadline = Clock::now() + kHangGuard;
+  while (!(status = xbbd.process().wait(0ms)) && Clock::now() < exit_deadline) watch.step(10ms);
+  ASSERT_TRUE(status.has_value()) << "xbbd-sim did not exit after SIGTERM:\n" << xbbd.log();
+  EXPECT_EQ(describe_status(*status), "exit 0") << xbbd.log();
+  const size_t acked_by_the_old = writes.acked.size() - acked_before_signal;
+  EXPECT_EQ(disk->backend_state(), XenbusState::Connected) << "a stopped xbbd must leave its disks connected";
+  EXPECT_GT(disk->in_flight(), 0u) << "the guest queued requests for the next xbbd";
+
+  xbbd.restart(copy_of_xbbd_sim(xbbd));
+  const auto deadline = Clock::now() + kHangGuard;
+  while (disk->in_flight() > 0 && Clock::now() < deadline) watch.step(50ms);
+  EXPECT_EQ(disk->in_flight(), 0u) << "requests queued across the restart were never answered:\n" << xbbd.log();
+
+  EXPECT_EQ(watch.states_seen, std::set<XenbusState>{XenbusState::Connected}) << "the guest saw the disk leave Connected";
+  EXPECT_EQ(writes.failed, 0u) << "no write may fail because of a restart";
+  for (auto& v : disk->violations()) ADD_FAILURE() << "violation: " << v;
+  EXPECT_GT(in_flight_at_signal, 1u);
+  EXPECT_EQ(missing_writes(file.path(), writes), 0u) << "of " << writes.acked.size() << " acknowledged writes";
+
+  // The new process serves the same connection, with what was set on it.
+  auto stats = backend::control_request(xbbd.control_socket(), {{"command", "stats"}, {"device", "7/xvda"}});
+  ASSERT_TRUE(stats.value("ok", false)) << stats.dump();
+  const auto& device = stats["devices"][0];
+  EXPECT_EQ(device.value("queues", 0), 2) << device.dump();
+  EXPECT_TRUE(device.value("persistent_grants", false)) << device.dump();
+  EXPECT_NE(device.value("fault", std::string()).find("latency"), std::string::npos) << device.dump();
+  EXPECT_EQ(device["tunables"].value("flush_interval", std::string()), "3") << device.dump();
+  std::printf("SIGTERM with %zu writes in flight: %zu more acknowledged by the stopping xbbd, the rest by the next "
+              "(another binary); longest gap between two completions in the guest: %.1f ms\n",
+              in_flight_at_signal, acked_by_the_old, watch.longest_gap_ms());
+  // And it serves new I/O.
+  std::vector<std::byte> out(8 * 512);
+  ASSERT_EQ(disk->write(0, frontend::pattern(3, 0, 8, 0)), 0);
+  ASSERT_EQ(disk->read(0, out), 0);
+  EXPECT_EQ(out, frontend::pattern(3, 0, 8, 0));
+  expect_clean_log(xbbd.log());
+}
+
+// A paused disk stays paused across a restart (the new xbbd finds the mark
+// in the backend directory), through the xbbctl binary.
+TEST(CrossProcessDaemonTest, APausedDiskStaysPausedAcrossARestartUntilResumed) {
+  TempFile file(16ull << 20);
+  CrossProcessDaemon xbbd(XBBD_SIM_PATH, {}, "", CrossProcessDaemon::Hypervisor::Shared);
+  auto guest = xbbd.add_guest(9);
+  VbdSpec spec;
+  spec.domid = 9;
+  spec.target = file.path();
+  xbbd.toolstack().add_vbd(spec);
+  auto disk = guest->disk(spec.devid);
+  ASSERT_NO_THROW(disk->connect()) << xbbd.log();
+  auto [paused, pause_out] = xbbctl({"--socket", xbbd.control_socket(), "pause", "9/xvda"});
+  ASSERT_EQ(describe_status(paused), "exit 0") << pause_out << xbbd.log();
+
+  BlkRequest write;
+  write.kind = BlkRequest::Kind::Write;
+  write.sector = 0;
+  write.data = frontend::pattern(9, 0, 8, 0);
+  ASSERT_TRUE(disk->submit(write).has_value());
+  ASSERT_TRUE(xbbd.process().send(SIGTERM));
+  ASSERT_TRUE(xbbd.process().wait(kHangGuard).has_value()) << xbbd.log();
+  xbbd.restart();
+  EXPECT_TRUE(disk->poll(300ms).empty()) << "the restarted xbbd served a paused disk";
+  auto list = backend::control_request(xbbd.control_socket(), {{"command", "list"}});
+  ASSERT_TRUE(list.value("ok", false)) << list.dump();
+  EXPECT_EQ(list["devices"][0].value("phase", ""), "paused") << list.dump();
+
+  auto [resumed, resume_out] = xbbctl({"--socket", xbbd.control_socket(), "resume", "9/xvda"});
+  ASSERT_EQ(describe_status(resumed), "exit 0") << resume_out << xbbd.log();
+  std::vector<BlkCompletion> done;
+  ASSERT_TRUE(eventually([&] {
+    for (auto& c : disk->poll(10ms)) done.push_back(c);
+    return !done.empty();
+  })) << xbbd.log();
+  EXPECT_EQ(done[0].status, 0);
+  EXPECT_TRUE(disk->violations().empty());
+  EXPECT_EQ(disk->backend_state(), XenbusState::Connected);
+}
+
+// A second xbbd refuses to start rather than serve rings the first one serves.
+TEST(CrossProcessDaemonTest, ASecondXbbdRefusesToStart) {
+  CrossProcessDaemon xbbd(XBBD_SIM_PATH);
+  CrossProcessChild second({XBBD_SIM_PATH, "--sim-store", xbbd.store_socket(), "--sim-broker",
+                            xbbd.dir() + "/broker2.sock", "--control-socket", xbbd.control_socket(), "--state-dir",
+                            "none"},
+                           xbbd.dir() + "/second.log", CrossProcessChild::Stdout::LogFile);
+  auto status = second.wait(kHangGuard);
+  ASSERT_TRUE(status.has_value()) << "the second xbbd kept running";
+  EXPECT_EQ(describe_status(*status), "exit 1");
+  std::ifstream in(xbbd.dir() + "/second.log");
+  std::stringstream log;
+  log << in.rdbuf();
+  EXPECT_NE(log.str().find("another xbbd already serves backend/vbd on this host"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("held by process " + std::to_string(xbbd.process().pid())), std::string::npos) << log.str();
+  // The first one still answers on its socket, which the second must not have replaced.
+  auto list = backend::control_request(xbbd.control_socket(), {{"command", "list"}});
+  EXPECT_TRUE(list.value("ok", false)) << list.dump();
+}
+
 
 TEST(CrossProcessDaemonTest, XbbctlReportsTheIoIssued) {
   CrossProcessDaemon xbbd(XBBD_SIM_PATH, {"--max-queues", "1"});
@@ -606,7 +725,7 @@ TEST_F(PerDiskTest, EachDiskHasItsOwnProcessRestartedAfterACrashAndForgottenAfte
   EXPECT_EQ(pid_of(per_disk_processes(xbbd), "5/51728"), pid_b);
 }
 
-TEST_F(PerDiskTest, SigtermDrainsEveryDiskProcessAndKeepsAcknowledgedWrites) {
+TEST_F(PerDiskTest, SigtermLeavesEveryDiskConnectedAndTheNextSupervisorsProcessesAdoptThem) {
   auto& xbbd = xbbd_;
   const auto processes = per_disk_processes(xbbd);
   const pid_t pid_a = pid_of(processes, "5/51712"), pid_b = pid_of(processes, "5/51728");
@@ -617,30 +736,93 @@ TEST_F(PerDiskTest, SigtermDrainsEveryDiskProcessAndKeepsAcknowledgedWrites) {
   ASSERT_FALSE(HasFatalFailure());
   hold_writes_in_flight(xbbd, "5/xvdb", writes_b, "5ms-15ms");
   ASSERT_FALSE(HasFatalFailure());
+  GuestWatch watch_a(writes_a), watch_b(writes_b);
   ASSERT_TRUE(xbbd.process().send(SIGTERM));
 
-  // The guest keeps its rings full while the backends are Connected.
+  // The guest keeps its rings full throughout.
   std::optional<int> status;
   const auto exit_deadline = Clock::now() + kHangGuard;
   while (!(status = xbbd.process().wait(0ms)) && Clock::now() < exit_deadline) {
-    for (auto* writes : {&writes_a, &writes_b}) {
-      writes->collect(5ms);
-      if (writes->disk.backend_state() == XenbusState::Connected) writes->submit_while_room();
-    }
+    watch_a.step(5ms);
+    watch_b.step(5ms);
   }
   ASSERT_TRUE(status.has_value()) << "the supervisor did not exit after SIGTERM:\n" << xbbd.log();
   EXPECT_EQ(describe_status(*status), "exit 0") << xbbd.log();
-  // It waited for both disks' processes, which drained and answered Closing.
+  // It waited for both disks' processes, which drained and left the disks connected.
   EXPECT_TRUE(process_gone(pid_a) && process_gone(pid_b)) << "a disk's process outlived the supervisor";
-  for (auto* writes : {&writes_a, &writes_b}) {
-    while (writes->collect(0ms) > 0) {
-    }
-    EXPECT_EQ(writes->failed, 0u) << "no write may fail because of a stop";
-    EXPECT_EQ(writes->disk.backend_state(), XenbusState::Closing);
+  EXPECT_EQ(disk_a_->backend_state(), XenbusState::Connected);
+  EXPECT_EQ(disk_b_->backend_state(), XenbusState::Connected);
+
+  xbbd.restart();
+  const auto deadline = Clock::now() + kHangGuard;
+  while ((disk_a_->in_flight() > 0 || disk_b_->in_flight() > 0) && Clock::now() < deadline) {
+    watch_a.step(20ms);
+    watch_b.step(20ms);
+  }
+  for (auto* watch : {&watch_a, &watch_b}) {
+    auto& writes = watch->writes;
+    EXPECT_EQ(writes.disk.in_flight(), 0u) << "requests queued across the restart were never answered:\n" << xbbd.log();
+    EXPECT_EQ(watch->states_seen, std::set<XenbusState>{XenbusState::Connected});
+    EXPECT_EQ(writes.failed, 0u) << "no write may fail because of a restart";
+    for (auto& v : writes.disk.violations()) ADD_FAILURE() << "violation: " << v;
   }
   EXPECT_EQ(missing_writes(image_a_.path(), writes_a), 0u) << "of " << writes_a.acked.size();
   EXPECT_EQ(missing_writes(image_b_.path(), writes_b), 0u) << "of " << writes_b.acked.size();
+  const auto after = per_disk_processes(xbbd);
+  EXPECT_GT(pid_of(after, "5/51712"), 0) << xbbd.log();
+  EXPECT_GT(pid_of(after, "5/51728"), 0) << xbbd.log();
+  std::printf("per-disk SIGTERM and a new supervisor: longest gaps between completions %.1f ms (a), %.1f ms (b)\n",
+              watch_a.longest_gap_ms(), watch_b.longest_gap_ms());
   expect_clean_log(xbbd.log());
+}
+
+// A disk's process stopped with SIGTERM by someone else than the supervisor
+// leaves its disk connected: the supervisor starts a new one, which adopts it.
+TEST_F(PerDiskTest, ADiskProcessStoppedBehindTheSupervisorsBackIsReplaced) {
+  auto& xbbd = xbbd_;
+  const pid_t pid_a = pid_of(per_disk_processes(xbbd), "5/51712");
+  ASSERT_GT(pid_a, 0) << xbbd.log();
+  ASSERT_EQ(::kill(pid_a, SIGTERM), 0);
+  pid_t new_pid_a = -1;
+  ASSERT_TRUE(eventually([&] {
+    new_pid_a = pid_of(per_disk_processes(xbbd), "5/51712");
+    return new_pid_a > 0 && new_pid_a != pid_a;
+  })) << xbbd.log();
+  EXPECT_EQ(disk_a_->backend_state(), XenbusState::Connected);
+  std::vector<std::byte> out(8 * 512);
+  ASSERT_EQ(disk_a_->write(0, frontend::pattern(4, 0, 8, 0)), 0) << xbbd.log();
+  ASSERT_EQ(disk_a_->read(0, out), 0);
+  EXPECT_EQ(out, frontend::pattern(4, 0, 8, 0));
+  EXPECT_TRUE(disk_a_->violations().empty());
+}
+
+// Commands that wait (pause drains) are passed to the disk's process without
+// holding up the supervisor: it still answers `list` meanwhile.
+TEST_F(PerDiskTest, PauseAndResumeReachTheDisksProcessThroughTheSupervisor) {
+  auto& xbbd = xbbd_;
+  AcknowledgedWrites writes(*disk_a_, (16ull << 20) / 512);
+  hold_writes_in_flight(xbbd, "5/xvda", writes, "300ms", 8);
+  ASSERT_FALSE(HasFatalFailure());
+  writes.submit_while_room();
+  ASSERT_GT(disk_a_->in_flight(), 0u);
+  std::optional<nlohmann::json> paused;
+  std::thread pauser([&] {
+    paused = backend::control_request(xbbd.control_socket(), {{"command", "pause"}, {"device", "5/xvda"}});
+  });
+  // While the drain takes its 300 ms, the supervisor answers.
+  auto list = backend::control_request(xbbd.control_socket(), {{"command", "list"}}, 5000ms);
+  EXPECT_TRUE(list.value("ok", false)) << list.dump();
+  pauser.join();
+  ASSERT_TRUE(paused && paused->value("ok", false)) << (paused ? paused->dump() : "no answer");
+  while (writes.collect(0ms) > 0) {
+  }
+  EXPECT_EQ(disk_a_->in_flight(), 0u) << "a pause answers what was in flight";
+  EXPECT_EQ(writes.failed, 0u);
+  auto resumed = backend::control_request(xbbd.control_socket(), {{"command", "resume"}, {"device", "5/xvda"}});
+  EXPECT_TRUE(resumed.value("ok", false)) << resumed.dump();
+  std::vector<std::byte> out(8 * 512);
+  ASSERT_EQ(disk_a_->read(0, out), 0);
+  EXPECT_TRUE(disk_a_->violations().empty());
 }
 
 }  // namespace

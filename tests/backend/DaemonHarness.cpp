@@ -59,8 +59,10 @@ int DaemonHarness::stop() {
 nlohmann::json DaemonHarness::command(const nlohmann::json& request) {
   auto done = std::make_shared<std::promise<nlohmann::json>>();
   auto future = done->get_future();
-  daemon_->post([this, request, done] { done->set_value(daemon_->handle_command(request)); });
-  if (future.wait_for(10s) != std::future_status::ready) throw std::runtime_error("daemon did not answer a command");
+  daemon_->post([this, request, done] {
+    daemon_->handle_request(request, [done](nlohmann::json answer) { done->set_value(std::move(answer)); });
+  });
+  if (future.wait_for(20s) != std::future_status::ready) throw std::runtime_error("daemon did not answer a command");
   return future.get();
 }
 

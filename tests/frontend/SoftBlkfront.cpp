@@ -202,6 +202,11 @@ void SoftBlkfront::publish_rings() {
   });
 }
 
+uint64_t SoftBlkfront::refresh_capacity() {
+  info_.sectors = read_backend_uint("sectors").value_or(info_.sectors);
+  return info_.sectors;
+}
+
 void SoftBlkfront::read_disk_properties() {
   info_.sectors = read_backend_uint("sectors").value_or(0);
   info_.sector_size = static_cast<uint32_t>(read_backend_uint("sector-size").value_or(512));

@@ -138,6 +138,9 @@ class SoftBlkfront {
   // Driver reload / kexec: back to Initialising (after close()), and expect
   // the backend to answer InitWait. Then connect() again.
   void reinitialise();
+  // What Linux blkfront does when the backend writes Connected again while
+  // connected (blkfront_connect: a capacity change): re-reads `sectors`.
+  uint64_t refresh_capacity();
   // Reads the backend's state node.
   std::optional<xs::XenbusState> backend_state();
   bool wait_backend_state(xs::XenbusState state, milliseconds timeout);
