@@ -167,6 +167,7 @@ void Daemon::on_watch(const std::string& path, const std::string& token) {
 }
 
 void Daemon::drop_released() {
+  std::vector<xs::BackendPath> dropped;
   for (auto it = vbds_.begin(); it != vbds_.end();) {
     if (it->second->released()) {
       try {
@@ -174,10 +175,23 @@ void Daemon::drop_released() {
         released_.remember(xs_, it->first, it->second->path());
       } catch (const std::exception&) {
       }
+      dropped.push_back(it->second->path());
       device_locks_.erase(it->first);
       it = vbds_.erase(it);
     } else {
       ++it;
+    }
+  }
+  // The toolstack may have created the device anew (xl block-detach then
+  // block-attach) while the old one was still being released: its events
+  // came while the name was taken, and none will come again.
+  if (!stopping_) {
+    for (const auto& path : dropped) {
+      try {
+        consider_device(path);
+      } catch (const std::exception& e) {
+        spdlog::error("{}: {}", path.path, e.what());
+      }
     }
   }
 }

@@ -198,7 +198,9 @@ void Supervisor::on_process_exit(const std::string& key) {
   if (normal && !device_still_live(disk)) {
     spdlog::info("{}: process {} {}: the device was released", key, pid, disk.last_exit);
     let_go_.remember(xs_, key, disk.path);
+    const xs::BackendPath path = disk.path;
     disks_.erase(it);
+    consider_device(path);  // created anew meanwhile (detach then attach): serve the new one
     return;
   }
   if (normal) {
@@ -213,7 +215,9 @@ void Supervisor::on_process_exit(const std::string& key) {
     spdlog::warn("{}: process {} {}; the device is gone, offline or failed, so it is not restarted", key, pid,
                  disk.last_exit);
     let_go_.remember(xs_, key, disk.path);
+    const xs::BackendPath path = disk.path;
     disks_.erase(it);
+    consider_device(path);
     return;
   }
   spdlog::error("{}: process {} {}; restarting it", key, pid, disk.last_exit);

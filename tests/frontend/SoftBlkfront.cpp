@@ -102,11 +102,15 @@ std::optional<XenbusState> SoftBlkfront::backend_state() {
 }
 
 bool SoftBlkfront::wait_backend_state(XenbusState state, milliseconds timeout) {
+  return wait_backend([state](std::optional<XenbusState> now) { return now == state; }, timeout);
+}
+
+bool SoftBlkfront::wait_backend(const std::function<bool(std::optional<XenbusState>)>& done, milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     while (xs_.read_watch()) {
     }
-    if (backend_state() == state) return true;
+    if (done(backend_state())) return true;
     if (Clock::now() >= deadline) return false;
     // The watch wakes us; the cap only bounds the cost of a missed event.
     poll_fd(xs_.watch_fd(), deadline, milliseconds(50));
@@ -202,6 +206,12 @@ void SoftBlkfront::publish_rings() {
   });
 }
 
+bool closing_or_gone(std::optional<XenbusState> state) {
+  return !state || state == XenbusState::Closing || state == XenbusState::Closed;
+}
+
+bool closed_or_gone(std::optional<XenbusState> state) { return !state || state == XenbusState::Closed; }
+
 uint64_t SoftBlkfront::refresh_capacity() {
   info_.sectors = read_backend_uint("sectors").value_or(info_.sectors);
   return info_.sectors;
@@ -246,16 +256,13 @@ void SoftBlkfront::teardown_queues() {
 
 void SoftBlkfront::close() {
   write_state(XenbusState::Closing);
-  const auto deadline = Clock::now() + config_.timeout;
-  for (;;) {
-    const auto state = backend_state();
-    if (!state || state == XenbusState::Closing || state == XenbusState::Closed) break;
-    if (Clock::now() >= deadline)
-      throw std::runtime_error("backend " + backend_ + " did not answer Closing (state " + read_backend("state") + ")");
-    wait_backend_state(XenbusState::Closing, milliseconds(20));
-  }
+  // A backend directory the toolstack removed counts as closed, as for
+  // Linux (its watch reads state Unknown): waiting for an exact state would
+  // miss one the toolstack removed between two looks.
+  if (!wait_backend(closing_or_gone, config_.timeout))
+    throw std::runtime_error("backend " + backend_ + " did not answer Closing (state " + read_backend("state") + ")");
   write_state(XenbusState::Closed);
-  if (backend_state() && !wait_backend_state(XenbusState::Closed, config_.timeout) && backend_state())
+  if (!wait_backend(closed_or_gone, config_.timeout))
     throw std::runtime_error("backend " + backend_ + " did not reach Closed (state " + read_backend("state") + ")");
   connected_ = false;
   teardown_queues();

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -109,6 +110,10 @@ struct BlkCompletion {
   std::vector<std::byte> data;   // Read: the data read (when status is OKAY)
 };
 
+// Backend states a closing frontend waits for (a removed directory counts).
+bool closing_or_gone(std::optional<xs::XenbusState> state);
+bool closed_or_gone(std::optional<xs::XenbusState> state);
+
 class SoftBlkfront {
  public:
   // `xs` is the guest's own xenstore connection (domid = memory.domid()).
@@ -144,6 +149,8 @@ class SoftBlkfront {
   // Reads the backend's state node.
   std::optional<xs::XenbusState> backend_state();
   bool wait_backend_state(xs::XenbusState state, milliseconds timeout);
+  // Waits until `done(state)` holds (nothing: the backend's directory is gone).
+  bool wait_backend(const std::function<bool(std::optional<xs::XenbusState>)>& done, milliseconds timeout);
 
   // Async I/O. submit() returns a handle, or nullopt when the chosen ring
   // (or every ring, for round robin) is full: poll() and retry. Throws
