@@ -25,6 +25,7 @@ constexpr uint64_t kTagControlBase = EpollSet::kControlTagBase;  // + fd
 const std::string kBackendsToken = "xbbd:backends";
 const std::string kReleaseToken = "xbbd:release-domain";
 const std::string kFrontendTokenPrefix = "xbbd:frontend:";
+constexpr size_t kMaxWatchEventsPerPass = 1024;
 
 }  // namespace
 
@@ -126,7 +127,10 @@ void Daemon::consider_device(const xs::BackendPath& path) {
     return;  // incomplete directory: the next watch event retries
   }
   try {
-    xs_.watch(vbd->frontend_path(), kFrontendTokenPrefix + key);
+    // The frontend's state, not its directory: what Linux blkback watches.
+    // The rest is read once, at connect; a guest writing other nodes in a
+    // loop then costs the daemon nothing.
+    xs_.watch(vbd->frontend_path() + "/state", kFrontendTokenPrefix + key);
   } catch (const std::exception& e) {
     spdlog::error("{}: cannot watch {}: {}", key, vbd->frontend_path(), e.what());
   }
@@ -138,31 +142,55 @@ void Daemon::scan_backends() {
   for_each_backend_device(xs_, base_path(), [this](const xs::BackendPath& path) { consider_device(path); });
 }
 
-void Daemon::on_watch(const std::string& path, const std::string& token) {
+// Notes what an event is about; apply_watch_batch() acts once per device,
+// however many events a batch holds for it.
+void Daemon::note_watch(const std::string& path, const std::string& token, WatchBatch& batch) {
   if (token == kBackendsToken) {
-    if (path == base_path()) {
-      scan_backends();
-      return;
-    }
-    auto event = backend_device_event(path);
+    auto event = path == base_path() ? std::nullopt : backend_device_event(path);
     if (!event) {
-      // A new domain directory (backend/vbd/D) or something we do not know.
-      scan_backends();
+      // The tree itself, a new domain directory (backend/vbd/D) or something we do not know.
+      batch.rescan = true;
       return;
     }
-    auto it = vbds_.find(Vbd::key_of(event->device));
-    if (it == vbds_.end()) {
-      consider_device(event->device);
+    const std::string key = Vbd::key_of(event->device);
+    if (!vbds_.count(key)) {
+      batch.new_devices.emplace(key, event->device);
     } else if (event->subpath.empty() || event->subpath == "online" || event->subpath == "state") {
-      it->second->on_backend_changed();
+      batch.backend_changed.insert(key);
     }
   } else if (token == kReleaseToken) {
-    for (auto& [key, vbd] : vbds_) {
-      if (!hypervisor_.domain_exists(vbd->domid())) vbd->on_domain_gone();
-    }
+    batch.domains_released = true;
   } else if (token.rfind(kFrontendTokenPrefix, 0) == 0) {
-    auto it = vbds_.find(token.substr(kFrontendTokenPrefix.size()));
-    if (it != vbds_.end()) it->second->on_frontend_changed();
+    batch.frontend_changed.insert(token.substr(kFrontendTokenPrefix.size()));
+  }
+}
+
+void Daemon::apply_watch_batch(WatchBatch& batch) {
+  auto guarded = [](const std::string& what, const std::function<void()>& fn) {
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      spdlog::error("xbbd: handling a change of {}: {}", what, e.what());
+    }
+  };
+  if (batch.rescan) guarded(base_path(), [this] { scan_backends(); });
+  for (auto& entry : batch.new_devices) {
+    const xs::BackendPath& path = entry.second;
+    guarded(path.path, [this, &path] { consider_device(path); });
+  }
+  for (const auto& key : batch.backend_changed) {
+    auto it = vbds_.find(key);
+    if (it != vbds_.end()) guarded(it->second->path().path, [&] { it->second->on_backend_changed(); });
+  }
+  if (batch.domains_released) {
+    for (auto& entry : vbds_) {
+      Vbd& vbd = *entry.second;
+      if (!hypervisor_.domain_exists(vbd.domid())) guarded(entry.first, [&vbd] { vbd.on_domain_gone(); });
+    }
+  }
+  for (const auto& key : batch.frontend_changed) {
+    auto it = vbds_.find(key);
+    if (it != vbds_.end()) guarded(it->second->frontend_path(), [&] { it->second->on_frontend_changed(); });
   }
 }
 
@@ -171,7 +199,7 @@ void Daemon::drop_released() {
   for (auto it = vbds_.begin(); it != vbds_.end();) {
     if (it->second->released()) {
       try {
-        xs_.unwatch(it->second->frontend_path(), kFrontendTokenPrefix + it->first);
+        xs_.unwatch(it->second->frontend_path() + "/state", kFrontendTokenPrefix + it->first);
         released_.remember(xs_, it->first, it->second->path());
       } catch (const std::exception&) {
       }
@@ -251,7 +279,14 @@ int Daemon::run() {
       if (tag == kTagWakeup) {
         post_box_->run();
       } else if (tag == kTagXenstore) {
-        drain_watch_events(xs_, [this](const std::string& path, const std::string& token) { on_watch(path, token); });
+        // Bounded, so that a flood of events (a guest rewriting its state in
+        // a loop) leaves room for the control socket and posted work; the
+        // rest stay queued and the fd stays readable.
+        WatchBatch batch;
+        drain_watch_events(
+            xs_, [this, &batch](const std::string& path, const std::string& token) { note_watch(path, token, batch); },
+            kMaxWatchEventsPerPass);
+        apply_watch_batch(batch);
       } else if (control_) {
         control_->on_ready(static_cast<int>(tag - kTagControlBase), watch_fd);
       }

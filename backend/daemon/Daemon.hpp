@@ -81,7 +81,16 @@ class Daemon {
 
  private:
   void scan_backends();
-  void on_watch(const std::string& path, const std::string& token);
+  // The xenstore events of one pass, per device.
+  struct WatchBatch {
+    bool rescan = false;
+    std::map<std::string, xs::BackendPath> new_devices;  // not served yet
+    std::set<std::string> backend_changed;               // served: online or state changed
+    bool domains_released = false;
+    std::set<std::string> frontend_changed;              // the frontend's state changed
+  };
+  void note_watch(const std::string& path, const std::string& token, WatchBatch& batch);
+  void apply_watch_batch(WatchBatch& batch);
   void consider_device(const xs::BackendPath& path);
   void drop_released();
   bool lock_device(const std::string& key, const xs::BackendPath& path);

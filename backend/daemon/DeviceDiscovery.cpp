@@ -13,8 +13,11 @@ std::string backend_base_path(xs::DomId backend_domid, const std::string& backen
 }
 
 void drain_watch_events(xs::XenStore& xs,
-                        const std::function<void(const std::string& path, const std::string& token)>& on_watch) {
-  while (auto event = xs.read_watch()) {
+                        const std::function<void(const std::string& path, const std::string& token)>& on_watch,
+                        size_t max_events) {
+  for (size_t handled = 0; handled < max_events; ++handled) {
+    auto event = xs.read_watch();
+    if (!event) return;
     try {
       on_watch(event->path, event->token);
     } catch (const std::exception& e) {

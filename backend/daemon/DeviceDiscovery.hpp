@@ -3,6 +3,7 @@
 // process per device), so both serve exactly the same devices.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <set>
@@ -16,10 +17,11 @@ namespace xbb::backend {
 // /local/domain/<backend domid>/backend/<type>: the tree both modes watch.
 std::string backend_base_path(xs::DomId backend_domid, const std::string& backend_type);
 
-// Hands every pending watch event to `on_watch`; one that throws is logged
-// and the rest still handled.
+// Hands pending watch events to `on_watch`, at most `max_events` of them (the
+// rest stay queued); one that throws is logged and the rest still handled.
 void drain_watch_events(xs::XenStore& xs,
-                        const std::function<void(const std::string& path, const std::string& token)>& on_watch);
+                        const std::function<void(const std::string& path, const std::string& token)>& on_watch,
+                        size_t max_events = SIZE_MAX);
 
 // Calls `fn` for every device directory under `base`.
 void for_each_backend_device(xs::XenStore& xs, const std::string& base,

@@ -99,6 +99,13 @@ std::optional<XenbusState> Vbd::frontend_state() const {
   return xs::read_state(host_.xs, xs::kNoTransaction, frontend_);
 }
 
+bool Vbd::guest_log() { return log_limiter_.allow(); }
+
+std::string Vbd::suppressed_note() {
+  const uint64_t n = log_limiter_.take_suppressed();
+  return n == 0 ? std::string() : " (" + std::to_string(n) + " similar lines about this device left out)";
+}
+
 void Vbd::remember(const std::string& node, const std::string& value) {
   try {
     host_.xs.write(xs::kNoTransaction, backend_ + kSettingsDir + "/" + node, value);
@@ -399,6 +406,7 @@ void Vbd::on_backend_changed() {
 
 void Vbd::on_frontend_changed() {
   if (phase_ == Phase::Released || phase_ == Phase::Releasing || phase_ == Phase::New) return;
+  ++frontend_changes_;
   const auto state = frontend_state();
   if (!state) {
     if (!host_.xs.directory(xs::kNoTransaction, frontend_)) {
@@ -413,7 +421,7 @@ void Vbd::on_frontend_changed() {
   switch (*state) {
     case XenbusState::Initialising:
       if (phase_ == Phase::Closed && !release_when_closed_) {
-        spdlog::info("{}: frontend reinitialising; waiting for it again", key_);
+        if (guest_log()) spdlog::info("{}: frontend reinitialising; waiting for it again{}", key_, suppressed_note());
         set_state(XenbusState::InitWait);
         phase_ = Phase::InitWait;
       }
@@ -470,8 +478,10 @@ void Vbd::connect() {
     fail(std::string("starting the queue workers: ") + e.what());
     return;
   }
-  spdlog::info("{}: connected: {} queue(s), ring order {}, {}, {} grants", key_, workers_.size(), ring_page_order_,
-               abi_name_, persistent_ ? "persistent" : "copied");
+  if (guest_log()) {
+    spdlog::info("{}: connected: {} queue(s), ring order {}, {}, {} grants{}", key_, workers_.size(), ring_page_order_,
+                 abi_name_, persistent_ ? "persistent" : "copied", suppressed_note());
+  }
 }
 
 bool Vbd::connect_queues(std::string& error) {
@@ -571,7 +581,7 @@ void Vbd::publish_connected() {
 }
 
 void Vbd::fail(const std::string& message) {
-  spdlog::error("{}: {}", key_, message);
+  if (guest_log()) spdlog::error("{}: {}{}", key_, message, suppressed_note());
   try {
     host_.xs.write(xs::kNoTransaction, backend_ + "/error", message);
   } catch (const std::exception&) {
@@ -635,7 +645,7 @@ void Vbd::maybe_finish_closing() {
   const bool release_now = release_when_closed_ || !online();
   set_state(XenbusState::Closed);
   phase_ = Phase::Closed;
-  spdlog::info("{}: closed", key_);
+  if (guest_log()) spdlog::info("{}: closed{}", key_, suppressed_note());
   if (release_now) {
     release();
   } else if (state == XenbusState::Initialising) {
@@ -837,7 +847,8 @@ void Vbd::describe(nlohmann::json& out) const {
          {"ring_page_order", ring_page_order_},
          {"protocol", abi_name_},
          {"persistent_grants", persistent_},
-         {"mapped_grant_pages", mapped_grant_pages()}};
+         {"mapped_grant_pages", mapped_grant_pages()},
+         {"frontend_changes", frontend_changes_}};
   if (storage_) out["size_bytes"] = storage_->properties().size_bytes;
   if (origin_) out["snapshots"] = origin_->snapshots().size();
   if (fault_) out["fault"] = to_string(fault_->settings());

@@ -26,6 +26,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "backend/engine/LogLimiter.hpp"
 #include "backend/engine/QueueWorker.hpp"
 #include "backend/engine/SnapshotCatalog.hpp"
 #include "backend/engine/Statistics.hpp"
@@ -173,6 +174,10 @@ class Vbd {
   void remember(const std::string& node, const std::string& value);
   void forget(const std::string& node);
   void restore_remembered_settings();
+  // For lines a guest can cause (LogLimiter.hpp): whether to log, and the
+  // count of lines left out to append.
+  bool guest_log();
+  std::string suppressed_note();
 
   VbdHost& host_;
   xs::BackendPath path_;
@@ -206,6 +211,8 @@ class Vbd {
   std::vector<Done> pause_waiters_;   // answered when the drain completes
   std::vector<Done> resume_waiters_;  // answered when the device is Connected again
   bool resume_after_pause_ = false;   // a resize: pause, reopen, resume
+  LogLimiter log_limiter_;
+  uint64_t frontend_changes_ = 0;     // times the frontend's state was looked at (xbbctl list)
 };
 
 }  // namespace xbb::backend

@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <atomic>
 #include <map>
+#include <thread>
 
 #include "backend/daemon/ControlServer.hpp"
 #include "tests/backend/DaemonHarness.hpp"
@@ -264,6 +266,55 @@ TEST(Robustness, HundredReconnectCyclesLeakNothing) {
     EXPECT_LE(rss_pages(), rss + 2048) << "RSS grew by more than 8 MiB over 100 cycles";
   }
   EXPECT_TRUE(disk->violations().empty());
+}
+
+// A guest writing nodes under its frontend directory in a loop. The daemon
+// watches only the frontend's state (as Linux blkback does) and acts once
+// per device per batch of events, so the flood never reaches the device,
+// and another guest's connect and close are served as usual.
+TEST(Robustness, AGuestFloodingItsXenstoreDirectoryDoesNotReachTheDaemon) {
+  DaemonHarness h;
+  auto flooder = h.world().add_guest(11);
+  VbdSpec a;
+  a.domid = 11;
+  h.toolstack().add_vbd(a);
+  auto flooded = flooder->disk(a.devid);
+  ASSERT_NO_THROW(flooded->connect());
+  const auto changes_before = h.device_stats("11/51712").value("frontend_changes", uint64_t{0});
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> writes{0};
+  std::thread flood([&] {
+    auto& xs = flooder->xs();
+    for (uint64_t i = 0; !stop; ++i) {
+      xs.write(xs::kNoTransaction, flooded->frontend_path() + "/junk-" + std::to_string(i % 64), std::to_string(i));
+      ++writes;
+    }
+  });
+  // Another guest comes and goes while the flood runs.
+  auto other = h.world().add_guest(12);
+  std::vector<double> connect_ms;
+  for (int round = 0; round < 5; ++round) {
+    VbdSpec b;
+    b.domid = 12;
+    const auto t0 = std::chrono::steady_clock::now();
+    h.toolstack().add_vbd(b);
+    auto disk = other->disk(b.devid);
+    ASSERT_NO_THROW(disk->connect());
+    connect_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ASSERT_EQ(disk->write(0, frontend::pattern(12, 0, 8, round)), 0);
+    ASSERT_NO_THROW(disk->close());
+    ASSERT_TRUE(h.toolstack().remove_vbd(12, b.devid, 10s));
+  }
+  stop = true;
+  flood.join();
+  const auto changes = h.device_stats("11/51712").value("frontend_changes", uint64_t{0}) - changes_before;
+  // At most the frontend's own Connected, which may be handled after the baseline was read.
+  EXPECT_LE(changes, 1u) << "the flood of " << writes << " node writes reached the device";
+  std::vector<std::byte> out(8 * 512);
+  EXPECT_EQ(flooded->read(0, out), 0) << "the flooding guest's own disk still works";
+  std::printf("while a guest wrote %llu nodes, another connected in %.1f %.1f %.1f %.1f %.1f ms\n",
+              static_cast<unsigned long long>(writes.load()), connect_ms[0], connect_ms[1], connect_ms[2],
+              connect_ms[3], connect_ms[4]);
 }
 
 TEST(Robustness, StopWithIoInFlightKeepsEveryAcknowledgedWrite) {

@@ -11,6 +11,7 @@
 #include "backend/engine/BufferPool.hpp"
 #include "backend/daemon/DaemonConfig.hpp"
 #include "backend/engine/FrontendRings.hpp"
+#include "backend/engine/LogLimiter.hpp"
 #include "backend/engine/Statistics.hpp"
 #include "backend/engine/Tunables.hpp"
 #include "tests/sim/xenstore/SimStore.hpp"
@@ -212,6 +213,26 @@ TEST_F(FrontendRingsTest, EveryBadKeyIsNamed) {
   EXPECT_NE(error().find("multi-queue-num-queues"), std::string::npos);
   put("multi-queue-num-queues", "2");
   EXPECT_NE(error().find("queue-0"), std::string::npos);
+}
+
+TEST(LogLimiter, ABurstThenOneLinePerIntervalCountingWhatWasLeftOut) {
+  LogLimiter limiter;
+  const auto t0 = LogLimiter::Clock::now();
+  unsigned allowed = 0;
+  for (int i = 0; i < 1000; ++i) allowed += limiter.allow(t0) ? 1 : 0;
+  EXPECT_EQ(allowed, LogLimiter::kBurst);
+  EXPECT_EQ(limiter.take_suppressed(), 1000u - LogLimiter::kBurst);
+  EXPECT_EQ(limiter.take_suppressed(), 0u);
+  // Three intervals later, three more lines.
+  const auto later = t0 + 3 * LogLimiter::kInterval + std::chrono::milliseconds(1);
+  allowed = 0;
+  for (int i = 0; i < 100; ++i) allowed += limiter.allow(later) ? 1 : 0;
+  EXPECT_EQ(allowed, 3u);
+  // A long quiet spell refills the burst, never more.
+  const auto much_later = later + 1000 * LogLimiter::kInterval;
+  allowed = 0;
+  for (int i = 0; i < 100; ++i) allowed += limiter.allow(much_later) ? 1 : 0;
+  EXPECT_EQ(allowed, LogLimiter::kBurst);
 }
 
 }  // namespace
