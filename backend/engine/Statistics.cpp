@@ -38,6 +38,7 @@ StatsSnapshot& StatsSnapshot::operator+=(const StatsSnapshot& o) {
   notifications_received += o.notifications_received;
   notifications_held += o.notifications_held;
   for (size_t i = 0; i < kLatencyBuckets; ++i) latency_us_log2[i] += o.latency_us_log2[i];
+  latency_ns_sum += o.latency_ns_sum;
   return *this;
 }
 
@@ -83,6 +84,7 @@ void to_json(nlohmann::json& out, const StatsSnapshot& s) {
          {"notifications_received", s.notifications_received},
          {"notifications_held", s.notifications_held},
          {"latency_us_log2", s.latency_us_log2},
+         {"latency_sum_ns", s.latency_ns_sum},
          {"latency_p50_us", s.latency_percentile_us(50)},
          {"latency_p99_us", s.latency_percentile_us(99)}};
 }
@@ -92,6 +94,7 @@ void QueueStats::record_latency_ns(uint64_t ns) {
   size_t bucket = us == 0 ? 0 : static_cast<size_t>(std::bit_width(us));
   if (bucket >= kLatencyBuckets) bucket = kLatencyBuckets - 1;
   latency_us_log2[bucket].add();
+  latency_ns_sum.add(ns);
 }
 
 StatsSnapshot QueueStats::snapshot() const {
@@ -114,6 +117,7 @@ StatsSnapshot QueueStats::snapshot() const {
   s.notifications_received = notifications_received.get();
   s.notifications_held = notifications_held.get();
   for (size_t i = 0; i < kLatencyBuckets; ++i) s.latency_us_log2[i] = latency_us_log2[i].get();
+  s.latency_ns_sum = latency_ns_sum.get();
   return s;
 }
 

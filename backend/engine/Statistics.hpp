@@ -44,6 +44,7 @@ struct StatsSnapshot {
   uint64_t notifications_received = 0;  // wake-ups by the frontend's event channel
   uint64_t notifications_held = 0;      // events held back to cover more responses (moderation)
   std::array<uint64_t, kLatencyBuckets> latency_us_log2{};
+  uint64_t latency_ns_sum = 0;  // of every latency recorded: with the buckets, a Prometheus histogram
 
   StatsSnapshot& operator+=(const StatsSnapshot& other);
   uint64_t total_received() const;
@@ -63,6 +64,7 @@ class QueueStats {
   SingleWriterCounter resource_shortages, rejected_requests, ring_halts, in_flight;
   SingleWriterCounter notifications_sent, notifications_received, notifications_held;
   std::array<SingleWriterCounter, kLatencyBuckets> latency_us_log2;
+  SingleWriterCounter latency_ns_sum;
 
   void record_latency_ns(uint64_t ns);
   StatsSnapshot snapshot() const;

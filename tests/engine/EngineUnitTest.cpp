@@ -126,6 +126,11 @@ TEST(Statistics, SnapshotsSumAndPercentiles) {
   EXPECT_EQ(j["operations"]["read"]["completed"], 3);
   EXPECT_EQ(j["bytes_read"], 12288);
   EXPECT_EQ(j["latency_p99_us"], 1024);
+  // The exact sum of what was recorded, not of bucket bounds: Prometheus's
+  // histogram _sum (xbbctl stats --prometheus) divides it by the count for the mean.
+  EXPECT_EQ(s.latency_ns_sum, 98u * 3'000 + 2u * 900'000);
+  EXPECT_EQ(total.latency_ns_sum, 2 * s.latency_ns_sum);
+  EXPECT_EQ(j["latency_sum_ns"], 98 * 3'000 + 2 * 900'000);
 }
 
 TEST(BufferPool, TakesAllOrNothingAndReusesPages) {
