@@ -1,6 +1,7 @@
 // xbbctl: inspect and steer a running xbbd through its control socket.
 #include <getopt.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -10,44 +11,122 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/daemon/ControlServer.hpp"
+#include "tools/PrometheusStats.hpp"
 
 namespace {
 
-const char* kUsage = R"(Usage: xbbctl [--socket PATH] [--json] COMMAND [ARGS]
+// Every command with its synopsis, one line for `xbbctl help` and the full
+// text for `xbbctl help COMMAND`. docs/man/xbbctl.8 says the same at more
+// length; tests/tools/docs_match_code_test.sh checks that it names them all.
+struct Command {
+  const char* name;
+  const char* synopsis;
+  const char* summary;
+  const char* details;
+};
 
-Commands:
-  list                      devices xbbd serves (per-disk mode: the process serving
-                            each disk, its pid, restarts and control socket)
-  stats [DEVICE]            statistics per device and per queue
-  set DEVICE NAME VALUE     change a tunable (no_coalesce_reqs, disable_flush,
-                            flush_interval, max_list_segments, notify_batch,
-                            notify_delay_us)
-  detach DEVICE             close the device (the frontend is told) and release it
-  pause DEVICE              stop serving the disk without closing it: answers what
-                            is in flight, then holds the guest's requests (they wait,
-                            they do not fail); returns once drained
-  resume DEVICE [TARGET]    serve a paused disk again, from TARGET if given (at least
-                            as large; it replaces the backend's params)
-  resize DEVICE             announce a grown target's new size to the guest (xbbd
-                            also notices growth of files and block devices itself);
-                            a connected disk never shrinks
-  snapshot create DEVICE STORE [CLUSTER_SIZE]
-                            take a point-in-time snapshot of a live disk into the
-                            file STORE (must not exist; cluster size default 65536)
-  snapshot list [DEVICE]    snapshots, with how much has been copied
-  snapshot delete DEVICE ID|STORE [--delete-store]
-  fault DEVICE SPEC         fault injection (xbbd started with --fault-injection):
-                            off | rate=N[,ops=read+write+flush+discard][,seed=S][,latency=MIN[-MAX]]
-                            (N failures per 10000 requests; latency in us, or ms suffix)
+const Command kCommands[] = {
+    {"list", "list", "devices xbbd serves",
+     "One line per device: DOMID/DEVID name, vdev, xenbus phase, read-only, queues, size and\n"
+     "storage. In per-disk mode, on the supervisor's socket: the process serving each disk,\n"
+     "its pid, how often it was restarted and its control socket.\n"},
+    {"stats", "stats [DEVICE] [--prometheus]", "statistics per device and per queue",
+     "Requests received, completed and failed per operation, bytes moved, request lists\n"
+     "dispatched (normal or forced) and requests coalesced, requests in flight, resource\n"
+     "shortages, rejected requests, ring halts, event-channel notifications sent, held back\n"
+     "and received, a latency histogram (p50 and p99 here) and the tunables; every device,\n"
+     "or only DEVICE. With --json the daemon's answer, with per-queue figures in queue_stats.\n"
+     "\n"
+     "--prometheus prints the Prometheus text exposition format instead: families\n"
+     "xbbd_device_* (totals since xbbd started) and xbbd_queue_* (the current connection's\n"
+     "rings, label queue), labels device, domid and vdev, and the latency as a histogram in\n"
+     "seconds (xbbd_device_request_latency_seconds). For node_exporter's textfile collector:\n"
+     "  xbbctl stats --prometheus > /var/lib/prometheus/node-exporter/xbbd.prom.$$ &&\n"
+     "    mv /var/lib/prometheus/node-exporter/xbbd.prom.$$ /var/lib/prometheus/node-exporter/xbbd.prom\n"},
+    {"set", "set DEVICE NAME VALUE", "change a tunable of one device",
+     "Tunables: no_coalesce_reqs (0/1), disable_flush (0/1, unsafe), flush_interval (N),\n"
+     "max_list_segments (1..4096), notify_batch (0..1024), notify_delay_us (0..100000).\n"
+     "The change survives an xbbd restart (it is kept in the backend's xenstore directory);\n"
+     "a reload of the config file (SIGHUP, systemctl reload xbbd) sets every device back to\n"
+     "the file's values.\n"},
+    {"detach", "detach DEVICE", "close the device (the frontend is told) and release it",
+     "xbbd answers Closing, drains the I/O in flight, and stops serving the device once the\n"
+     "frontend has closed; the guest loses the disk. The backend directory stays (the\n"
+     "toolstack owns it) and xbbd does not take the device again until it is removed.\n"},
+    {"pause", "pause DEVICE", "stop serving a disk without closing it",
+     "Answers what is in flight, then holds the guest's requests: they wait in its ring,\n"
+     "they do not fail. Returns once drained. A paused disk keeps no guest memory mapped\n"
+     "and stays paused across an xbbd restart, until xbbctl resume.\n"},
+    {"resume", "resume DEVICE [TARGET]", "serve a paused disk again, optionally from a new target",
+     "From TARGET if given: it must be at least as large, and it replaces the backend's\n"
+     "params. The domain's saved configuration still names the old target: update it\n"
+     "before xl save or xl migrate.\n"},
+    {"resize", "resize DEVICE", "announce a grown target's new size to the guest",
+     "Drains the disk for a moment, reopens the target and announces the new sectors with\n"
+     "Connected in one transaction, as Linux blkback does. xbbd also notices growth of\n"
+     "files and block devices itself (size-check-interval). A connected disk never shrinks.\n"},
+    {"snapshot", "snapshot create|list|delete ...", "point-in-time snapshots of live disks",
+     "snapshot create DEVICE STORE [CLUSTER_SIZE]\n"
+     "    take a snapshot of DEVICE into the new file STORE (an absolute path that must not\n"
+     "    exist; clusters of CLUSTER_SIZE bytes, default 65536); writes in flight drain first\n"
+     "snapshot list [DEVICE]\n"
+     "    snapshots, with how many clusters have been copied and whether each is valid\n"
+     "snapshot delete DEVICE ID|STORE [--delete-store]\n"
+     "    forget a snapshot, and with --delete-store remove its file\n"
+     "Serve a snapshot to a guest with target=snapshot:DOMID/VDEV:STORE and access=ro.\n"},
+    {"fault", "fault DEVICE SPEC", "inject I/O errors and latency (xbbd --fault-injection)",
+     "SPEC is off, or comma-separated settings:\n"
+     "  rate=N        fail N of every 10000 requests with EIO\n"
+     "  ops=LIST      which operations: read+write+flush+discard (default all)\n"
+     "  seed=S        the same seed fails the same requests of a run\n"
+     "  latency=MIN[-MAX]  add MIN (to MAX) to every request, in us or with an ms suffix\n"
+     "e.g. xbbctl fault 3/xvda rate=50,ops=write,seed=7\n"},
+    {"help", "help [COMMAND]", "the commands, or one command in full", ""},
+};
 
-DEVICE is DOMID/VDEV, e.g. 3/xvda or 3/51712. In per-disk mode the supervisor's
-socket takes every command and passes device commands to the disk's process.
+const Command* find_command(const std::string& name) {
+  for (const auto& c : kCommands) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
+}
 
-Options:
-  -s, --socket PATH   xbbd's control socket (default /run/xbbd/xbbd.sock)
-  -j, --json          print the daemon's JSON answer
-  -h, --help          this text
-)";
+std::string command_names() {
+  std::string names;
+  for (const auto& c : kCommands) names += std::string(names.empty() ? "" : ", ") + c.name;
+  return names;
+}
+
+std::string usage() {
+  std::string text = "Usage: xbbctl [--socket PATH] [--json] COMMAND [ARGS]\n\nCommands:\n";
+  for (const auto& c : kCommands) text += fmt::format("  {:<34} {}\n", c.synopsis, c.summary);
+  text +=
+      "\nDEVICE is DOMID/VDEV, e.g. 3/xvda or 3/51712. In per-disk mode the supervisor's\n"
+      "socket takes every command and passes device commands to the disk's process.\n"
+      "`xbbctl help COMMAND` tells more about one.\n"
+      "\nOptions:\n"
+      "  -s, --socket PATH   xbbd's control socket (default /run/xbbd/xbbd.sock)\n"
+      "  -j, --json          print the daemon's JSON answer\n"
+      "  -h, --help          this text\n";
+  return text;
+}
+
+// `xbbctl help [COMMAND]`: 0, or 2 for a command that does not exist.
+int help(const std::vector<std::string>& args) {
+  if (args.size() == 1) {
+    std::cout << usage();
+    return 0;
+  }
+  const Command* c = args.size() == 2 ? find_command(args[1]) : nullptr;
+  if (!c) {
+    std::cerr << "xbbctl: " << (args.size() == 2 ? "no command '" + args[1] + "'" : std::string("help takes one command"))
+              << " (commands: " << command_names() << ")\n";
+    return 2;
+  }
+  std::cout << "Usage: xbbctl [--socket PATH] [--json] " << c->synopsis << "\n\n" << c->summary << ".\n";
+  if (*c->details) std::cout << "\n" << c->details;
+  return 0;
+}
 
 using nlohmann::json;
 
@@ -125,16 +204,18 @@ int main(int argc, char** argv) {
     switch (opt) {
       case 's': socket = optarg; break;
       case 'j': as_json = true; break;
-      case 'h': std::cout << kUsage; return 0;
-      default: std::cerr << kUsage; return 2;
+      case 'h': std::cout << usage(); return 0;
+      default: std::cerr << usage(); return 2;
     }
   }
   std::vector<std::string> args(argv + optind, argv + argc);
   if (args.empty()) {
-    std::cerr << "xbbctl: no command given\n" << kUsage;
+    std::cerr << "xbbctl: no command given\n" << usage();
     return 2;
   }
-  const std::string& command = args[0];
+  const std::string command = args[0];
+  if (command == "help") return help(args);
+  bool prometheus = false;
   json request{{"command", command}};
   auto need = [&](size_t n, const char* usage) {
     if (args.size() != n) {
@@ -145,7 +226,15 @@ int main(int argc, char** argv) {
   if (command == "list") {
     need(1, "list");
   } else if (command == "stats") {
-    if (args.size() > 2) need(2, "stats [DEVICE]");
+    if (auto it = std::find(args.begin(), args.end(), "--prometheus"); it != args.end()) {
+      prometheus = true;
+      args.erase(it);
+    }
+    if (args.size() > 2) need(2, "stats [DEVICE] [--prometheus]");
+    if (prometheus && as_json) {
+      std::cerr << "xbbctl: stats: --json and --prometheus are two different outputs; choose one\n";
+      return 2;
+    }
     if (args.size() == 2) request["device"] = args[1];
   } else if (command == "set") {
     need(4, "set DEVICE NAME VALUE");
@@ -192,7 +281,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   } else {
-    std::cerr << "xbbctl: unknown command '" << command << "'\n" << kUsage;
+    std::cerr << "xbbctl: unknown command '" << command << "' (commands: " << command_names()
+              << "; xbbctl help COMMAND)\n";
     return 2;
   }
 
@@ -217,6 +307,8 @@ int main(int argc, char** argv) {
   }
   if (command == "list") {
     print_list(answer);
+  } else if (command == "stats" && prometheus) {
+    std::cout << xbb::tools::prometheus_exposition(answer);
   } else if (command == "stats") {
     print_stats(answer);
   } else if (request["command"] == "snapshot-list") {
