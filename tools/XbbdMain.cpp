@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -328,6 +329,14 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
       return 1;
     }
     instance_lock.emplace(std::move(std::get<backend::LockFile>(lock)));
+  }
+
+  // Descriptors: the soft limit (often 1024) up to the hard one. A disk's
+  // queues are budgeted against it (DescriptorBudget.hpp).
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &files) != 0) spdlog::warn("cannot raise the descriptor limit: {}", std::strerror(errno));
   }
 
   sigset_t signals;

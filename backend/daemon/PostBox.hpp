@@ -14,6 +14,8 @@
 #include <system_error>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "storage/UniqueFd.hpp"
 
 namespace xbb::backend {
@@ -50,7 +52,15 @@ class PostBox {
       std::lock_guard lock(mutex_);
       batch.swap(posted_);
     }
-    for (auto& fn : batch) fn();
+    for (auto& fn : batch) {
+      // One failing closure (a device whose set-up ran out of memory) is
+      // logged; the loop and every other closure carry on.
+      try {
+        fn();
+      } catch (const std::exception& e) {
+        spdlog::error("xbbd: {}", e.what());
+      }
+    }
   }
   // No more closures run; those waiting are dropped.
   void close() {

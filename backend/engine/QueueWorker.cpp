@@ -134,7 +134,26 @@ void QueueWorker::release_guest_resources() {
   mapped_pages_.store(0, std::memory_order_relaxed);
 }
 
-void QueueWorker::start() { thread_ = std::thread([this] { run(); }); }
+// Whatever escapes the request path (a host out of memory, a bug) ends this
+// ring, and the Vbd fails this disk alone; the process and every other disk
+// carry on. Storage may still be busy with buffers of this worker: they stay
+// allocated until the worker is destroyed, which joins the thread first.
+void QueueWorker::start() {
+  thread_ = std::thread([this] {
+    try {
+      run();
+    } catch (const std::exception& e) {
+      failure_ = e.what();
+      spdlog::error("{}: the queue worker failed: {}", setup_.name, failure_);
+      try {
+        release_guest_resources();
+      } catch (const std::exception&) {
+      }
+      stopped_.store(true, std::memory_order_release);
+      if (setup_.notify_control) setup_.notify_control(setup_.index, QueueEvent::Failed);
+    }
+  });
+}
 
 void QueueWorker::join() {
   if (thread_.joinable()) thread_.join();

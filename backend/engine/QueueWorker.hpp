@@ -31,7 +31,7 @@
 namespace xbb::backend {
 
 // Why a worker stopped or needs the control thread.
-enum class QueueEvent { Stopped, StorageGone, RingHalted };
+enum class QueueEvent { Stopped, StorageGone, RingHalted, Failed };
 
 struct QueueSetup {
   unsigned index = 0;
@@ -66,6 +66,8 @@ class QueueWorker {
   // flight, then exit; QueueEvent::Stopped follows. Non-blocking.
   void request_stop();
   bool stopped() const { return stopped_.load(std::memory_order_acquire); }
+  // Why the worker gave up (QueueEvent::Failed); empty otherwise. Read once stopped().
+  const std::string& failure() const { return failure_; }
   void join();
   void set_tunables(const Tunables& tunables);
   const QueueStats& stats() const { return stats_; }
@@ -147,6 +149,7 @@ class QueueWorker {
   std::optional<Tunables> new_tunables_; // guarded by command_mutex_
   bool stopping_ = false;                // worker-thread copy
   std::atomic<bool> stopped_{false};
+  std::string failure_;                  // written by the worker before stopped_
   std::atomic<size_t> mapped_pages_{0};  // ring + persistent grants, for statistics
   std::thread thread_;
 };

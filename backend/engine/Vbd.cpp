@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "backend/engine/DescriptorBudget.hpp"
 #include "backend/engine/DeviceDirectory.hpp"
 #include "backend/engine/FaultSpec.hpp"
 #include "backend/engine/FrontendRings.hpp"
@@ -492,6 +493,10 @@ bool Vbd::connect_queues(std::string& error) {
     return false;
   }
   const auto& rings = std::get<FrontendRings>(parsed);
+  if (auto short_of = check_descriptor_budget(static_cast<unsigned>(rings.queues.size()))) {
+    error = *short_of;
+    return false;
+  }
   persistent_ = host_.options.persistent_grants && rings.wants_persistent;
   ring_page_order_ = rings.ring_page_order;
   abi_name_ = std::string(ring::to_string(rings.abi));
@@ -604,6 +609,13 @@ void Vbd::on_queue_event(unsigned queue, QueueEvent event) {
     case QueueEvent::RingHalted:
       if (phase_ == Phase::Connected) fail("queue " + std::to_string(queue) + " halted: the frontend broke the ring protocol");
       return;
+    case QueueEvent::Failed:
+      if (phase_ == Phase::Connected) {
+        const std::string why = queue < workers_.size() ? workers_[queue]->failure() : std::string("unknown");
+        fail("queue " + std::to_string(queue) + " failed: " + why);
+        return;
+      }
+      break;
   }
   maybe_finish_closing();
 }

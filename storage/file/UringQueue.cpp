@@ -149,7 +149,14 @@ int UringQueue::submit(const IoRequest& request) {
   if (config_.mapped != nullptr && request.op == IoOp::Discard) config_.mapped->mark_holes(request.offset, valid.bytes);
 
   if (slot.via_thread) {
-    discard_thread().post({index, request.op == IoOp::SecureDiscard, request.offset, valid.bytes});
+    try {
+      discard_thread().post({index, request.op == IoOp::SecureDiscard, request.offset, valid.bytes});
+    } catch (const std::exception& e) {
+      // The thread starts on the first discard; a host out of threads or
+      // memory fails this discard, never the process.
+      spdlog::error("{}: cannot start the discard thread: {}", config_.name, e.what());
+      return -ENOMEM;
+    }
   } else {
     if (!prepare(index)) return -EAGAIN;
     ++ring_ops_;

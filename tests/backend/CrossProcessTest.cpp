@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backend/daemon/ControlServer.hpp"
+#include "backend/engine/DescriptorBudget.hpp"
 #include "tests/backend/CrossProcessChild.hpp"
 #include "tests/backend/CrossProcessDaemon.hpp"
 #include "tests/backend/DaemonHarness.hpp"
@@ -461,6 +462,42 @@ TEST(CrossProcessDaemonTest, APausedDiskStaysPausedAcrossARestartUntilResumed) {
   EXPECT_EQ(done[0].status, 0);
   EXPECT_TRUE(disk->violations().empty());
   EXPECT_EQ(disk->backend_state(), XenbusState::Connected);
+}
+
+size_t descriptors_of(pid_t pid) {
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  return count_entries(dir.c_str());
+}
+
+// What one queue costs the daemon in descriptors (what DescriptorBudget.hpp
+// budgets for), measured in the daemon's own process.
+TEST(CrossProcessDaemonTest, AQueueCostsTheDaemonNoMoreDescriptorsThanBudgeted) {
+  TempFile file(16ull << 20);
+  CrossProcessDaemon xbbd(XBBD_SIM_PATH, {"--max-queues", "4"});
+  auto guest = xbbd.add_guest(6);
+  size_t cost[2] = {0, 0};
+  for (unsigned queues : {1u, 4u}) {
+    VbdSpec spec;
+    spec.domid = 6;
+    spec.target = file.path();
+    xbbd.toolstack().add_vbd(spec);
+    frontend::FrontendConfig config;
+    config.queues = queues;
+    auto disk = guest->disk(spec.devid, config);
+    // Before: the device is served (storage open), its rings not yet mapped.
+    ASSERT_TRUE(xbbd.toolstack().wait_node(frontend::SimToolstack::backend_path(6, spec.devid) + "/hotplug-status",
+                                           true, kHangGuard));
+    const size_t before = descriptors_of(xbbd.process().pid());
+    ASSERT_NO_THROW(disk->connect()) << xbbd.log();
+    cost[queues == 4] = descriptors_of(xbbd.process().pid()) - before;
+    disk->close();
+    ASSERT_TRUE(xbbd.toolstack().remove_vbd(6, spec.devid, kHangGuard));
+  }
+  const size_t per_queue = (cost[1] - cost[0]) / 3;
+  std::printf("daemon descriptors: %zu to connect a 1-queue disk, %zu for 4 queues: %zu per queue (budgeted %u)\n",
+              cost[0], cost[1], per_queue, backend::kDescriptorsPerQueue);
+  EXPECT_GT(per_queue, 0u);
+  EXPECT_LE(per_queue, backend::kDescriptorsPerQueue) << "the budget undercounts what a queue opens";
 }
 
 // A second xbbd refuses to start rather than serve rings the first one serves.

@@ -1,5 +1,7 @@
 #include "tests/backend/FailingStorage.hpp"
 
+#include <new>
+
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -43,6 +45,7 @@ class FailingQueue final : public storage::StorageQueue {
   }
 
   int submit(const storage::IoRequest& request) override {
+    if (plan_->throw_on_submit.load()) throw std::bad_alloc();
     const int err = plan_->fail_with[static_cast<size_t>(request.op)].load();
     if (err == 0) return inner_->submit(request);
     if (in_flight() >= capacity()) return -EAGAIN;

@@ -17,6 +17,8 @@ struct FailurePlan {
   // errno to fail each IoOp with (indexed by storage::IoOp), 0 = pass through.
   std::array<std::atomic<int>, 5> fail_with{};
   std::atomic<uint64_t> failed{0};
+  // submit() throws std::bad_alloc: what a host out of memory does to a worker.
+  std::atomic<bool> throw_on_submit{false};
 
   void set(storage::IoOp op, int err) { fail_with[static_cast<size_t>(op)].store(err); }
   void clear() {

@@ -2,6 +2,7 @@
 // without leaks and shutdown with I/O in flight.
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +14,7 @@
 #include <thread>
 
 #include "backend/daemon/ControlServer.hpp"
+#include "backend/engine/DescriptorBudget.hpp"
 #include "tests/backend/DaemonHarness.hpp"
 #include "tests/frontend/Pattern.hpp"
 
@@ -315,6 +317,78 @@ TEST(Robustness, AGuestFloodingItsXenstoreDirectoryDoesNotReachTheDaemon) {
   std::printf("while a guest wrote %llu nodes, another connected in %.1f %.1f %.1f %.1f %.1f ms\n",
               static_cast<unsigned long long>(writes.load()), connect_ms[0], connect_ms[1], connect_ms[2],
               connect_ms[3], connect_ms[4]);
+}
+
+// Near the descriptor limit, a disk whose queues would not fit is refused on
+// its own (an error node and Closing), and a disk that fits still connects.
+TEST(Robustness, ADiskThatWouldExhaustDescriptorsFailsAloneWithAReason) {
+  DaemonHarness h;
+  TempFile small_image(4ull << 20), big_image(4ull << 20);
+  auto one_queue_guest = h.world().add_guest(21);
+  auto four_queue_guest = h.world().add_guest(22);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit tight = saved;
+  // Room for less than four queues, whatever the four-queue guest's own descriptors take.
+  tight.rlim_cur = backend::open_descriptors() + backend::kDescriptorReserve + 3 * backend::kDescriptorsPerQueue;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  struct Restore {
+    rlimit limit;
+    ~Restore() { ::setrlimit(RLIMIT_NOFILE, &limit); }
+  } restore{saved};
+
+  VbdSpec four;
+  four.domid = 22;
+  four.target = big_image.path();
+  h.toolstack().add_vbd(four);
+  frontend::FrontendConfig config;
+  config.queues = 4;
+  config.timeout = 3s;
+  auto refused = four_queue_guest->disk(four.devid, config);
+  EXPECT_THROW(refused->connect(), std::runtime_error);
+  const auto error = h.toolstack().xs().read(xs::kNoTransaction,
+                                             frontend::SimToolstack::backend_path(22, four.devid) + "/error");
+  ASSERT_TRUE(error.has_value());
+  EXPECT_NE(error->find("not enough file descriptors"), std::string::npos) << *error;
+  EXPECT_TRUE(h.toolstack().wait_backend_state(22, four.devid, XenbusState::Closing, 10s));
+
+  // Room for one more queue. In the simulation the guests live in this
+  // process too, so their own descriptors (rings, event channels) count
+  // against the same limit: leave them some.
+  constexpr size_t kSimulatedGuestsOwn = 24;
+  tight.rlim_cur = backend::open_descriptors() + backend::kDescriptorReserve + backend::kDescriptorsPerQueue +
+                   kSimulatedGuestsOwn;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  VbdSpec one;
+  one.domid = 21;
+  one.target = small_image.path();
+  h.toolstack().add_vbd(one);
+  auto fits = one_queue_guest->disk(one.devid);
+  ASSERT_NO_THROW(fits->connect());
+  std::vector<std::byte> out(8 * 512);
+  ASSERT_EQ(fits->write(0, frontend::pattern(21, 0, 8, 0)), 0);
+  ASSERT_EQ(fits->read(0, out), 0);
+  EXPECT_EQ(out, frontend::pattern(21, 0, 8, 0));
+}
+
+// Whatever escapes a queue worker (here the storage throwing bad_alloc, as a
+// host out of memory would) fails that disk with a reason; the process and
+// the other disks carry on.
+TEST(Robustness, AWorkerThatThrowsFailsItsDiskAlone) {
+  TwoGuests g("failing:ram:16M");
+  g.h.failures()->throw_on_submit = true;
+  std::vector<std::byte> out(8 * 512);
+  BlkRequest read;
+  read.kind = BlkRequest::Kind::Read;
+  read.sectors = 8;
+  ASSERT_TRUE(g.bad->submit(read).has_value());
+  EXPECT_TRUE(g.bad->wait_backend_state(XenbusState::Closing, 10s)) << "the failed disk did not close";
+  const auto error = g.h.toolstack().xs().read(xs::kNoTransaction, g.bad->backend_path() + "/error");
+  ASSERT_TRUE(error.has_value());
+  EXPECT_NE(error->find("failed: std::bad_alloc"), std::string::npos) << *error;
+  ASSERT_EQ(g.good->write(0, frontend::pattern(12, 0, 8, 0)), 0);
+  ASSERT_EQ(g.good->read(0, out), 0);
+  EXPECT_EQ(out, frontend::pattern(12, 0, 8, 0));
 }
 
 TEST(Robustness, StopWithIoInFlightKeepsEveryAcknowledgedWrite) {

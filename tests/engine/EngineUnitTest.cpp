@@ -10,6 +10,7 @@
 
 #include "backend/engine/BufferPool.hpp"
 #include "backend/daemon/DaemonConfig.hpp"
+#include "backend/daemon/PostBox.hpp"
 #include "backend/engine/FrontendRings.hpp"
 #include "backend/engine/LogLimiter.hpp"
 #include "backend/engine/Statistics.hpp"
@@ -238,6 +239,22 @@ TEST(LogLimiter, ABurstThenOneLinePerIntervalCountingWhatWasLeftOut) {
   allowed = 0;
   for (int i = 0; i < 100; ++i) allowed += limiter.allow(much_later) ? 1 : 0;
   EXPECT_EQ(allowed, LogLimiter::kBurst);
+}
+
+// A closure that throws (a device's set-up out of memory) is logged; the rest
+// of the batch runs, and the loop goes on. After close(), posts are dropped.
+TEST(PostBox, AThrowingClosureDoesNotStopTheOthersAndClosedBoxesDrop) {
+  PostBox box;
+  int ran = 0;
+  box.post([&] { ++ran; });
+  box.post([] { throw std::bad_alloc(); });
+  box.post([&] { ++ran; });
+  EXPECT_NO_THROW(box.run());
+  EXPECT_EQ(ran, 2);
+  box.close();
+  box.post([&] { ++ran; });
+  box.run();
+  EXPECT_EQ(ran, 2);
 }
 
 }  // namespace
