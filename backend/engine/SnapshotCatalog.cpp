@@ -1,14 +1,18 @@
 #include "backend/engine/SnapshotCatalog.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
+
+#include "storage/UniqueFd.hpp"
 
 namespace xbb::backend {
 
@@ -58,15 +62,25 @@ std::optional<std::string> SnapshotCatalog::save() const {
   nlohmann::json j;
   j["origins"] = nlohmann::json::object();
   for (const auto& [origin, stores] : stores_) j["origins"][origin] = stores;
+  // Durable before it counts: the new contents reach the disk before the
+  // rename, and the rename before we report success (a crash right after a
+  // snapshot is taken must not lose the record that re-attaches it).
   const std::string tmp = path_ + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return "cannot write " + tmp + ": " + std::strerror(errno);
-    out << j.dump(2) << "\n";
-    out.flush();
-    if (!out) return "cannot write " + tmp + ": " + std::strerror(errno);
+  const std::string text = j.dump(2) + "\n";
+  storage::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!fd) return "cannot write " + tmp + ": " + std::strerror(errno);
+  for (size_t done = 0; done < text.size();) {
+    const ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return "cannot write " + tmp + ": " + std::strerror(errno);
+    done += static_cast<size_t>(n);
   }
+  if (::fsync(fd.get()) != 0) return "cannot sync " + tmp + ": " + std::strerror(errno);
+  fd.reset();
   if (std::rename(tmp.c_str(), path_.c_str()) != 0) return "cannot replace " + path_ + ": " + std::strerror(errno);
+  const std::string dir = std::filesystem::path(path_).parent_path().string();
+  storage::UniqueFd dir_fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!dir_fd || ::fsync(dir_fd.get()) != 0) return "cannot sync the directory of " + path_ + ": " + std::strerror(errno);
   return std::nullopt;
 }
 

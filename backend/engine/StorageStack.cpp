@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "storage/snapshot/CowOriginRegistry.hpp"
+
 namespace xbb::backend {
 namespace {
 
@@ -21,9 +23,24 @@ class SharedStorage final : public storage::Storage {
 }  // namespace
 
 StorageStack build_storage_stack(std::unique_ptr<storage::Storage> opened, bool fault_injection,
-                                 const std::vector<std::string>& snapshot_stores) {
+                                 const std::vector<std::string>& snapshot_stores, bool fresh_origin) {
   StorageStack stack;
-  stack.origin = storage::CowOriginStorage::create(std::move(opened));
+  const std::string identity = opened->describe();
+  bool created = true;
+  auto& registry = storage::OriginRegistry::instance();
+  if (fresh_origin) {
+    stack.origin = storage::CowOriginStorage::create(std::move(opened));
+    registry.set_origin_of_image(identity, stack.origin);
+  } else {
+    stack.origin = registry.origin_of_image(
+        identity, [&opened] { return storage::CowOriginStorage::create(std::move(opened)); }, created);
+  }
+  if (!created) {
+    // Still alive for a snapshot served from it: this image keeps that
+    // origin (and its attached stores); the descriptor just opened goes.
+    spdlog::info("{}: served through the origin its snapshots still use", identity);
+    opened.reset();
+  }
   stack.top = stack.origin;
   if (fault_injection) {
     auto fault = std::make_shared<storage::FaultInjectionStorage>(std::make_unique<SharedStorage>(stack.origin),
@@ -31,7 +48,7 @@ StorageStack build_storage_stack(std::unique_ptr<storage::Storage> opened, bool 
     stack.fault = fault.get();
     stack.top = std::move(fault);
   }
-  for (const auto& store : snapshot_stores) {
+  for (const auto& store : created ? snapshot_stores : std::vector<std::string>{}) {
     try {
       stack.origin->attach_snapshot(store);
     } catch (const std::exception& e) {

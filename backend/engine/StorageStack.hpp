@@ -26,7 +26,10 @@ struct StorageStack {
 
 // Wraps `opened` and re-attaches `snapshot_stores` (each failure is recorded,
 // never fatal: the disk is served, the snapshot is not).
+// The origin is the image's live one when a snapshot served from it still
+// holds it (OriginRegistry::origin_of_image), unless `fresh_origin`: a reopen
+// of a disk without snapshots (resize) replaces its origin outright.
 StorageStack build_storage_stack(std::unique_ptr<storage::Storage> opened, bool fault_injection,
-                                 const std::vector<std::string>& snapshot_stores);
+                                 const std::vector<std::string>& snapshot_stores, bool fresh_origin = false);
 
 }  // namespace xbb::backend

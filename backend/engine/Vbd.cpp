@@ -274,7 +274,8 @@ bool Vbd::open_storage_async(const std::string& target, bool claim, OpenPurpose 
           }
         }
         const auto stores = catalog.stores_of(storage->describe());
-        opened->stack = std::make_shared<StorageStack>(build_storage_stack(std::move(storage), faults, stores));
+        opened->stack = std::make_shared<StorageStack>(
+            build_storage_stack(std::move(storage), faults, stores, purpose == OpenPurpose::Resize));
       } catch (const std::exception& e) {
         opened->error = e.what();
       }

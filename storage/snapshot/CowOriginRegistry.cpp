@@ -23,6 +23,27 @@ std::shared_ptr<CowOriginStorage> OriginRegistry::find(const std::string& name) 
   return it == origins_.end() ? nullptr : it->second.lock();
 }
 
+std::shared_ptr<CowOriginStorage> OriginRegistry::origin_of_image(
+    const std::string& identity, const std::function<std::shared_ptr<CowOriginStorage>()>& make, bool& created) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(by_image_, [](const auto& entry) { return entry.second.expired(); });
+  if (auto it = by_image_.find(identity); it != by_image_.end()) {
+    if (auto live = it->second.lock()) {
+      created = false;
+      return live;
+    }
+  }
+  auto origin = make();
+  by_image_[identity] = origin;
+  created = true;
+  return origin;
+}
+
+void OriginRegistry::set_origin_of_image(const std::string& identity, const std::shared_ptr<CowOriginStorage>& origin) {
+  std::lock_guard lock(mutex_);
+  by_image_[identity] = origin;
+}
+
 std::vector<std::string> OriginRegistry::names() const {
   std::lock_guard lock(mutex_);
   std::vector<std::string> out;

@@ -153,6 +153,7 @@ std::shared_ptr<Snapshot> CowOriginStorage::attach_snapshot(const std::string& s
     std::lock_guard lock(mutex_);
     if (auto existing = find_locked(id)) return existing;  // the same store under another path
   }
+  store->lock_for_writing();
   auto snapshot = std::make_shared<Snapshot>(std::move(store), path);
   ensure_copier();
   bool stale = false;

@@ -67,6 +67,23 @@ StorageError store_error(const std::string& path, const std::string& what) {
 SnapshotStore::SnapshotStore(std::string path, UniqueFd fd, SnapshotHeader header)
     : path_(std::move(path)), fd_(std::move(fd)), header_(std::move(header)), next_free_(header_.data_offset) {}
 
+namespace {
+
+// One writer per store: two copy-on-write threads (two origin objects, or
+// two xbbd processes) appending to one store would corrupt its map. An OFD
+// lock on the whole file, held as long as the store is open.
+void lock_store(const std::string& path, int fd) {
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  if (::fcntl(fd, F_OFD_SETLK, &lock) == 0) return;
+  if (errno == EAGAIN || errno == EACCES)
+    throw StorageInUse(fmt::format("snapshot store '{}' is in use by another origin or xbbd process", path));
+  throw store_error(path, fmt::format("cannot lock it: {}", std::strerror(errno)));
+}
+
+}  // namespace
+
 std::unique_ptr<SnapshotStore> SnapshotStore::create(const std::string& path, const std::string& origin_identity,
                                                      uint64_t origin_size, uint32_t cluster_size) {
   if (path.empty()) throw StorageError("snapshot store: no path given");
@@ -94,6 +111,7 @@ std::unique_ptr<SnapshotStore> SnapshotStore::create(const std::string& path, co
     if (errno == EEXIST) throw store_error(path, "already exists (delete it or choose another path)");
     throw open_error("snapshot store", path, errno, true);
   }
+  lock_store(path, fd.get());
   auto store = std::unique_ptr<SnapshotStore>(new SnapshotStore(path, std::move(fd), header));
   auto fail = [&](const std::string& what, int error) {
     ::unlink(path.c_str());
@@ -153,6 +171,8 @@ std::unique_ptr<SnapshotStore> SnapshotStore::open(const std::string& path) {
   store->copied_at_open_ = used.size();
   return store;
 }
+
+void SnapshotStore::lock_for_writing() const { lock_store(path_, fd_.get()); }
 
 void SnapshotStore::check_origin(const std::string& origin_identity, uint64_t origin_size) const {
   if (header_.origin_identity != origin_identity)

@@ -44,6 +44,11 @@ class SnapshotStore {
   // Opens an existing store read-write, validating the header and every map
   // entry. Throws StorageError saying what is wrong.
   static std::unique_ptr<SnapshotStore> open(const std::string& path);
+  // Before an origin copies into it: an OFD lock on the whole store, held
+  // while it is open, so two origins (two xbbd processes, or two origin
+  // objects) never write one store. create() takes it itself. Throws
+  // StorageInUse when another holds it.
+  void lock_for_writing() const;
 
   // Throws StorageError unless this store was taken of an origin with this
   // identity and size.

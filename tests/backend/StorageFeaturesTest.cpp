@@ -10,6 +10,8 @@
 
 #include <xen/io/blkif.h>
 
+#include "storage/Target.hpp"
+#include "storage/snapshot/CowOriginStorage.hpp"
 #include "tests/backend/DaemonHarness.hpp"
 #include "tests/frontend/Pattern.hpp"
 
@@ -106,6 +108,78 @@ TEST(Snapshots, TakenLiveServedToAnotherGuestListedAndDeleted) {
   EXPECT_FALSE(std::filesystem::exists(store));
   EXPECT_TRUE(h.command({{"command", "snapshot-list"}})["snapshots"].empty());
   EXPECT_EQ(read_sectors(*disk, 0, 256), after);
+}
+
+// The disk goes (a reboot, a detach) while another guest still reads its
+// snapshot, and the image is served again to a new domain. It must be served
+// through the origin the snapshot still uses: a second origin would attach
+// the same store (two writers of one store) and the snapshot's reader would
+// miss the copies the new one makes, reading data written after the
+// snapshot.
+TEST(Snapshots, StayCorrectWhenTheirImageIsServedAgainWhileASnapshotIsRead) {
+  TempDir dir;
+  TempFile origin_file(8 << 20);
+  auto options = default_options();
+  options.state_dir = dir.path();
+  DaemonHarness h(options);
+  auto first = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  spec.target = origin_file.path();
+  h.toolstack().add_vbd(spec);
+  auto disk = first->disk(kXvda);
+  ASSERT_NO_THROW(disk->connect());
+  const auto before = frontend::pattern(1, 0, 256, 1);
+  ASSERT_EQ(disk->write(0, before), BLKIF_RSP_OKAY);
+  const std::string store = dir.path() + "/snap.cow";
+  auto created = h.command({{"command", "snapshot-create"}, {"device", "3/xvda"}, {"store", store},
+                            {"cluster_size", 16384}});
+  ASSERT_TRUE(created.value("ok", false)) << created.dump();
+
+  auto reader = h.world().add_guest(4);
+  VbdSpec view;
+  view.domid = 4;
+  view.target = "snapshot:3/xvda:" + store;
+  view.writable = false;
+  h.toolstack().add_vbd(view);
+  auto snap_disk = reader->disk(kXvda);
+  ASSERT_NO_THROW(snap_disk->connect());
+  EXPECT_EQ(read_sectors(*snap_disk, 0, 256), before);
+
+  // The first domain's disk goes; the image comes back for domain 5.
+  disk->close();
+  ASSERT_TRUE(h.toolstack().remove_vbd(3, kXvda, 10s));
+  auto again = h.world().add_guest(5);
+  VbdSpec next = spec;
+  next.domid = 5;
+  h.toolstack().add_vbd(next);
+  auto next_disk = again->disk(kXvda);
+  ASSERT_NO_THROW(next_disk->connect());
+  const auto later = frontend::pattern(5, 0, 256, 9);
+  ASSERT_EQ(next_disk->write(0, later), BLKIF_RSP_OKAY);
+  EXPECT_EQ(read_sectors(*next_disk, 0, 256), later);
+  EXPECT_EQ(read_sectors(*snap_disk, 0, 256), before) << "the snapshot shows data written after it was taken";
+  auto list = h.command({{"command", "snapshot-list"}, {"device", "5/xvda"}});
+  ASSERT_TRUE(list.value("ok", false)) << list.dump();
+  ASSERT_EQ(list["snapshots"].size(), 1u) << list.dump();
+  EXPECT_EQ(list["snapshots"][0]["valid"], true) << list.dump();
+}
+
+// A store is written by one origin at a time: a second origin of the same
+// image (another process, say) cannot attach a store the first one holds.
+TEST(Snapshots, AStoreHasOneWriter) {
+  TempDir dir;
+  TempFile origin_file(8 << 20);
+  auto a = storage::CowOriginStorage::create(storage::open_target(origin_file.path(), {}));
+  const std::string store = dir.path() + "/one.cow";
+  a->create_snapshot(store, 16384);
+  auto b = storage::CowOriginStorage::create(storage::open_target(origin_file.path(), {}));
+  try {
+    b->attach_snapshot(store);
+    ADD_FAILURE() << "a second origin attached a store the first one writes";
+  } catch (const storage::StorageInUse& e) {
+    EXPECT_NE(std::string(e.what()).find("in use"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Snapshots, SurviveADaemonRestart) {
