@@ -35,7 +35,7 @@ Daemon::Daemon(xs::XenStore& xs, ports::Hypervisor& hypervisor, DaemonOptions op
       hypervisor_(hypervisor),
       options_(std::move(options)),
       snapshots_(options_.state_dir.empty() ? "" : options_.state_dir + "/snapshots.json"),
-      host_{xs, hypervisor, options_.vbd, nullptr, std::move(open_storage), &snapshots_} {
+      host_{xs, hypervisor, options_.vbd, nullptr, nullptr, std::move(open_storage), &snapshots_} {
   if (auto error = snapshots_.load()) spdlog::error("xbbd: {}; no snapshot will be re-attached", *error);
   // Holds the post box, not the daemon: storage openers may outlive it.
   host_.post = [box = std::weak_ptr<PostBox>(post_box_), this](uint64_t instance, std::function<void(Vbd&)> fn) {
@@ -44,6 +44,9 @@ Daemon::Daemon(xs::XenStore& xs, ports::Hypervisor& hypervisor, DaemonOptions op
         if (Vbd* vbd = find_instance(instance)) fn(*vbd);
       });
     }
+  };
+  host_.post_control = [box = std::weak_ptr<PostBox>(post_box_)](std::function<void()> fn) {
+    if (auto post_box = box.lock()) post_box->post(std::move(fn));
   };
   epoll_.add(post_box_->fd(), kTagWakeup);
   epoll_.add(xs_.watch_fd(), kTagXenstore);
@@ -318,6 +321,13 @@ Vbd* Daemon::find(const std::string& name) {
 
 void Daemon::handle_request(const nlohmann::json& request, ControlServer::Reply reply) {
   using nlohmann::json;
+  const std::string name = request.is_object() && request.contains("command") && request["command"].is_string()
+                               ? request["command"].get<std::string>()
+                               : std::string();
+  if (name == "snapshot-create" || name == "snapshot-delete") {
+    handle_snapshot_change(name, request, std::move(reply));
+    return;
+  }
   const bool async = request.is_object() && request.contains("command") && request["command"].is_string() &&
                      (request["command"] == "pause" || request["command"] == "resume" || request["command"] == "resize");
   if (!async) {
@@ -424,6 +434,33 @@ nlohmann::json Daemon::handle_command(const nlohmann::json& request) {
                         "snapshot-delete)"}};
 }
 
+void Daemon::handle_snapshot_change(const std::string& command, const nlohmann::json& request,
+                                    ControlServer::Reply reply) {
+  using nlohmann::json;
+  auto text = [&](const char* key) {
+    return request.contains(key) && request[key].is_string() ? request[key].get<std::string>() : std::string();
+  };
+  Vbd* vbd = find(text("device"));
+  if (!vbd) {
+    reply({{"ok", false}, {"error", "no such device '" + text("device") + "' (name devices DOMID/VDEV, e.g. 3/xvda)"}});
+    return;
+  }
+  if (command == "snapshot-delete") {
+    vbd->snapshot_delete(text("snapshot"), request.value("delete_store", false), std::move(reply));
+    return;
+  }
+  uint32_t cluster = storage::CowOriginStorage::kDefaultClusterSize;
+  if (request.contains("cluster_size")) {
+    const auto& value = request["cluster_size"];
+    if (!value.is_number_integer() || value.get<int64_t>() <= 0 || value.get<int64_t>() > UINT32_MAX) {
+      reply({{"ok", false}, {"error", "cluster_size must be a positive number of bytes"}});
+      return;
+    }
+    cluster = value.get<uint32_t>();
+  }
+  vbd->snapshot_create(text("store"), cluster, std::move(reply));
+}
+
 nlohmann::json Daemon::handle_snapshot_command(const std::string& command, const nlohmann::json& request) {
   using nlohmann::json;
   auto text = [&](const char* key) {
@@ -437,25 +474,6 @@ nlohmann::json Daemon::handle_snapshot_command(const std::string& command, const
         for (auto& s : vbd->snapshot_list()) out.push_back(s);
       }
       return {{"ok", true}, {"snapshots", out}};
-    }
-    Vbd* vbd = find(text("device"));
-    if (!vbd) {
-      return {{"ok", false}, {"error", "no such device '" + text("device") + "' (name devices DOMID/VDEV, e.g. 3/xvda)"}};
-    }
-    if (command == "snapshot-create") {
-      uint32_t cluster = storage::CowOriginStorage::kDefaultClusterSize;
-      if (request.contains("cluster_size")) {
-        const auto& value = request["cluster_size"];
-        if (!value.is_number_integer() || value.get<int64_t>() <= 0 || value.get<int64_t>() > UINT32_MAX) {
-          return {{"ok", false}, {"error", "cluster_size must be a positive number of bytes"}};
-        }
-        cluster = value.get<uint32_t>();
-      }
-      return {{"ok", true}, {"snapshot", vbd->snapshot_create(text("store"), cluster)}};
-    }
-    if (command == "snapshot-delete") {
-      vbd->snapshot_delete(text("snapshot"), request.value("delete_store", false));
-      return {{"ok", true}};
     }
   } catch (const std::exception& e) {
     return {{"ok", false}, {"error", e.what()}};

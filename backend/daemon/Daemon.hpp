@@ -76,6 +76,8 @@ class Daemon {
   // The requests that are answered at once.
   nlohmann::json handle_command(const nlohmann::json& request);
   nlohmann::json handle_snapshot_command(const std::string& command, const nlohmann::json& request);
+  // snapshot-create and snapshot-delete: answered once done on a helper thread.
+  void handle_snapshot_change(const std::string& command, const nlohmann::json& request, ControlServer::Reply reply);
   // Devices being served (released ones awaiting removal do not count).
   size_t device_count() const;
 

@@ -870,18 +870,53 @@ void Vbd::describe(nlohmann::json& out) const {
   out["tunables"] = tun;
 }
 
-nlohmann::json Vbd::snapshot_create(const std::string& store, uint32_t cluster_size) {
-  if (!origin_) throw std::runtime_error("the storage of " + key_ + " is not open");
-  if (store.empty() || store[0] != '/') throw std::runtime_error("the snapshot store must be an absolute path");
-  auto snapshot = origin_->create_snapshot(store, cluster_size);
-  if (host_.snapshots) {
-    if (auto error = host_.snapshots->add(origin_->describe(), snapshot->store_path())) {
-      spdlog::error("{}: snapshot {} taken but not recorded, so it will not survive a restart: {}", key_,
-                    snapshot->id(), *error);
-    }
+// Runs `work` on a helper thread; what it returns is handed to `then` on the
+// control thread. A host out of threads answers at once.
+static void off_the_control_thread(const VbdHost& host, std::function<nlohmann::json()> work,
+                                   std::function<void(nlohmann::json)> then) {
+  auto post = host.post_control;
+  try {
+    std::thread([work = std::move(work), then, post] {
+      nlohmann::json result = work();
+      post([then, result = std::move(result)] { then(result); });
+    }).detach();
+  } catch (const std::system_error& e) {
+    then({{"ok", false}, {"error", std::string("cannot start a thread for it: ") + e.what()}});
   }
-  spdlog::info("{}: snapshot {} taken into {}", key_, snapshot->id(), snapshot->store_path());
-  return {{"id", snapshot->id()}, {"store", snapshot->store_path()}, {"cluster_size", snapshot->cluster_size()}};
+}
+
+void Vbd::snapshot_create(const std::string& store, uint32_t cluster_size, Answer answer) {
+  if (!origin_) return answer({{"ok", false}, {"error", "the storage of " + key_ + " is not open"}});
+  if (store.empty() || store[0] != '/')
+    return answer({{"ok", false}, {"error", "the snapshot store must be an absolute path"}});
+  auto origin = origin_;
+  SnapshotCatalog* catalog = host_.snapshots;
+  const std::string key = key_;
+  off_the_control_thread(
+      host_,
+      [origin, store, cluster_size]() -> nlohmann::json {
+        try {
+          auto snapshot = origin->create_snapshot(store, cluster_size);
+          return {{"ok", true},
+                  {"snapshot", {{"id", snapshot->id()}, {"store", snapshot->store_path()},
+                                {"cluster_size", snapshot->cluster_size()}}}};
+        } catch (const std::exception& e) {
+          return {{"ok", false}, {"error", e.what()}};
+        }
+      },
+      [answer, catalog, origin, key](nlohmann::json result) {
+        if (result.value("ok", false)) {
+          const std::string id = result["snapshot"]["id"], path = result["snapshot"]["store"];
+          if (catalog) {
+            if (auto error = catalog->add(origin->describe(), path)) {
+              spdlog::error("{}: snapshot {} taken but not recorded, so it will not survive a restart: {}", key, id,
+                            *error);
+            }
+          }
+          spdlog::info("{}: snapshot {} taken into {}", key, id, path);
+        }
+        answer(std::move(result));
+      });
 }
 
 nlohmann::json Vbd::snapshot_list() const {
@@ -902,16 +937,32 @@ nlohmann::json Vbd::snapshot_list() const {
   return out;
 }
 
-void Vbd::snapshot_delete(const std::string& which, bool delete_store) {
-  if (!origin_) throw std::runtime_error("the storage of " + key_ + " is not open");
+void Vbd::snapshot_delete(const std::string& which, bool delete_store, Answer answer) {
+  if (!origin_) return answer({{"ok", false}, {"error", "the storage of " + key_ + " is not open"}});
   auto snapshot = origin_->find_snapshot(which);
-  if (!snapshot) throw std::runtime_error("no snapshot '" + which + "' of " + key_ + " (xbbctl snapshot list)");
-  const std::string store = snapshot->store_path();
-  if (!origin_->delete_snapshot(which, delete_store)) throw std::runtime_error("cannot delete snapshot " + which);
-  if (host_.snapshots) {
-    if (auto error = host_.snapshots->remove(origin_->describe(), store)) spdlog::error("{}: {}", key_, *error);
-  }
-  spdlog::info("{}: snapshot {} deleted{}", key_, which, delete_store ? " with its store" : "");
+  if (!snapshot) return answer({{"ok", false}, {"error", "no snapshot '" + which + "' of " + key_ + " (xbbctl snapshot list)"}});
+  auto origin = origin_;
+  SnapshotCatalog* catalog = host_.snapshots;
+  const std::string key = key_, store = snapshot->store_path();
+  off_the_control_thread(
+      host_,
+      [origin, which, delete_store]() -> nlohmann::json {
+        try {
+          if (!origin->delete_snapshot(which, delete_store)) return {{"ok", false}, {"error", "cannot delete snapshot " + which}};
+          return {{"ok", true}};
+        } catch (const std::exception& e) {
+          return {{"ok", false}, {"error", e.what()}};
+        }
+      },
+      [answer, catalog, origin, key, store, which, delete_store](nlohmann::json result) {
+        if (result.value("ok", false)) {
+          if (catalog) {
+            if (auto error = catalog->remove(origin->describe(), store)) spdlog::error("{}: {}", key, *error);
+          }
+          spdlog::info("{}: snapshot {} deleted{}", key, which, delete_store ? " with its store" : "");
+        }
+        answer(std::move(result));
+      });
 }
 
 std::optional<std::string> Vbd::set_fault(const std::string& spec) {

@@ -66,6 +66,10 @@ struct VbdHost {
   // still exists (a new device with the same name is a different instance).
   // Callable from any thread, also after the daemon is gone (then a no-op).
   std::function<void(uint64_t instance, std::function<void(Vbd&)> fn)> post;
+  // Runs `fn` on the control thread later, whatever happened to any Vbd
+  // meanwhile (an answer owed to a client). Any thread; a no-op once the
+  // daemon is gone.
+  std::function<void(std::function<void()> fn)> post_control;
   // Opens storage for a target; runs on a helper thread.
   std::function<std::unique_ptr<storage::Storage>(const std::string& target, bool read_only)> open_storage;
   // Snapshot stores to re-attach per origin, and where new ones are recorded.
@@ -110,12 +114,15 @@ class Vbd {
   // SIGHUP: the config file's tunables replace every per-device setting.
   void reset_tunables(const Tunables& tunables);
 
-  // Snapshots of this disk (xbbctl snapshot ...). Throw std::runtime_error
-  // with a message for the administrator. Creation waits (bounded) for the
-  // writes in flight to drain: the only control-thread wait in the daemon.
-  nlohmann::json snapshot_create(const std::string& store, uint32_t cluster_size);
+  // Snapshots of this disk (xbbctl snapshot ...). Creation waits (bounded)
+  // for the writes in flight to drain, and a store's creation or deletion
+  // touches the filesystem: both run on a helper thread and answer through
+  // `answer` ({"ok": true, ...} or {"ok": false, "error": ...}) on the
+  // control thread, also if the disk goes meanwhile.
+  using Answer = std::function<void(nlohmann::json)>;
+  void snapshot_create(const std::string& store, uint32_t cluster_size, Answer answer);
   nlohmann::json snapshot_list() const;
-  void snapshot_delete(const std::string& id_or_store, bool delete_store);
+  void snapshot_delete(const std::string& id_or_store, bool delete_store, Answer answer);
   // Fault injection (xbbctl fault): a spec as in FaultSpec.hpp.
   std::optional<std::string> set_fault(const std::string& spec);
   // The name snapshot targets use for this disk: "D/vdev", e.g. "3/xvda".

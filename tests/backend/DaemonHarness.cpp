@@ -24,9 +24,17 @@ backend::DaemonOptions default_options() {
 DaemonHarness::DaemonHarness(backend::DaemonOptions options) : dom0_(world_.connect(0)) {
   auto failures = failures_;
   auto* self = this;
-  auto open = [failures, self](const std::string& target, bool read_only) -> std::unique_ptr<storage::Storage> {
+  auto hang = hang_;
+  auto open = [failures, self, hang](std::string target, bool read_only) -> std::unique_ptr<storage::Storage> {
     storage::OpenOptions o;
     o.read_only = read_only;
+    if (target.rfind("hang:", 0) == 0) {
+      std::unique_lock lock(hang->mutex);
+      ++hang->waiting;
+      hang->released_cv.wait(lock, [&] { return hang->released; });
+      --hang->waiting;
+      target = target.substr(5);
+    }
     const std::string prefix = "failing:";
     if (target.rfind(prefix, 0) == 0) {
       return std::make_unique<FailingStorage>(storage::open_target(target.substr(prefix.size()), o), failures,
@@ -46,6 +54,18 @@ DaemonHarness::DaemonHarness(backend::DaemonOptions options) : dom0_(world_.conn
 DaemonHarness::~DaemonHarness() {
   stop();
   daemon_.reset();
+  release_hung_opens();  // their threads then find the daemon gone
+}
+
+void DaemonHarness::release_hung_opens() {
+  std::lock_guard lock(hang_->mutex);
+  hang_->released = true;
+  hang_->released_cv.notify_all();
+}
+
+size_t DaemonHarness::hung_opens() const {
+  std::lock_guard lock(hang_->mutex);
+  return hang_->waiting;
 }
 
 int DaemonHarness::stop() {

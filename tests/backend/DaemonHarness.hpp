@@ -5,7 +5,9 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <thread>
@@ -45,10 +47,22 @@ class DaemonHarness {
   // Properties forced on failing storage (e.g. to advertise discard).
   std::optional<storage::Properties> failing_properties;
 
+  // "hang:<target>" opens block until release_hung_opens() (a dead NBD
+  // server, a hung NFS mount); how many are blocked right now.
+  void release_hung_opens();
+  size_t hung_opens() const;
+
  private:
   frontend::SimWorld world_;
   std::unique_ptr<xs::XenStore> dom0_;
   std::shared_ptr<FailurePlan> failures_ = std::make_shared<FailurePlan>();
+  struct HangLatch {
+    std::mutex mutex;
+    std::condition_variable released_cv;
+    bool released = false;
+    size_t waiting = 0;
+  };
+  std::shared_ptr<HangLatch> hang_ = std::make_shared<HangLatch>();
   std::unique_ptr<backend::Daemon> daemon_;
   std::thread thread_;
   int status_ = -1;

@@ -1,6 +1,8 @@
 #include "tests/backend/FailingStorage.hpp"
 
+#include <chrono>
 #include <new>
+#include <thread>
 
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -46,6 +48,8 @@ class FailingQueue final : public storage::StorageQueue {
 
   int submit(const storage::IoRequest& request) override {
     if (plan_->throw_on_submit.load()) throw std::bad_alloc();
+    if (const int delay = plan_->write_submit_delay_ms.load(); delay > 0 && request.op == storage::IoOp::Write)
+      std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     const int err = plan_->fail_with[static_cast<size_t>(request.op)].load();
     if (err == 0) return inner_->submit(request);
     if (in_flight() >= capacity()) return -EAGAIN;

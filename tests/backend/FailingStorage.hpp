@@ -19,6 +19,9 @@ struct FailurePlan {
   std::atomic<uint64_t> failed{0};
   // submit() throws std::bad_alloc: what a host out of memory does to a worker.
   std::atomic<bool> throw_on_submit{false};
+  // Each write's submit() sleeps this long on the worker's thread: a write
+  // truly in flight below the copy-on-write origin (snapshot quiesce tests).
+  std::atomic<int> write_submit_delay_ms{0};
 
   void set(storage::IoOp op, int err) { fail_with[static_cast<size_t>(op)].store(err); }
   void clear() {

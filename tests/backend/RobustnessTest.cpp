@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <atomic>
 #include <map>
@@ -389,6 +390,78 @@ TEST(Robustness, AWorkerThatThrowsFailsItsDiskAlone) {
   ASSERT_EQ(g.good->write(0, frontend::pattern(12, 0, 8, 0)), 0);
   ASSERT_EQ(g.good->read(0, out), 0);
   EXPECT_EQ(out, frontend::pattern(12, 0, 8, 0));
+}
+
+// Opening storage can hang (a dead NBD server, a hung NFS mount). It runs
+// off the control thread and is never waited for: meanwhile other guests
+// connect, the hung device is removed, xbbctl answers, and the daemon stops.
+TEST(Robustness, AStorageOpenThatHangsBlocksNothingElse) {
+  auto h = std::make_unique<DaemonHarness>();
+  h->toolstack().create_domain(31);
+  VbdSpec hung;
+  hung.domid = 31;
+  hung.target = "hang:ram:16M";
+  h->toolstack().add_vbd(hung);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (h->hung_opens() == 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(h->hung_opens(), 1u);
+
+  auto guest = h->world().add_guest(32);
+  VbdSpec good;
+  good.domid = 32;
+  h->toolstack().add_vbd(good);
+  auto disk = guest->disk(good.devid);
+  ASSERT_NO_THROW(disk->connect());
+  ASSERT_EQ(disk->write(0, frontend::pattern(32, 0, 8, 0)), 0);
+  EXPECT_TRUE(h->toolstack().remove_vbd(31, hung.devid, 10s)) << "removing the hung device was not answered";
+  EXPECT_TRUE(h->command({{"command", "list"}}).value("ok", false));
+  EXPECT_EQ(h->hung_opens(), 1u) << "the open is still hung";
+  // Stopping does not wait for it either.
+  EXPECT_EQ(h->stop(), 0);
+  h.reset();  // releases the open, whose result finds no daemon
+}
+
+// Taking a snapshot waits for the writes in flight below the origin (here
+// each spends 1 s in storage); the control thread does not: it answers
+// other requests meanwhile.
+TEST(Robustness, ASnapshotWaitingForWritesLeavesTheControlThreadFree) {
+  char dir[] = "/tmp/xbb-snapwait-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir), nullptr);
+  DaemonHarness h;
+  TempFile image(16ull << 20);
+  auto guest = h.world().add_guest(33);
+  VbdSpec spec;
+  spec.domid = 33;
+  spec.target = "failing:" + image.path();
+  h.toolstack().add_vbd(spec);
+  auto disk = guest->disk(spec.devid);
+  ASSERT_NO_THROW(disk->connect());
+  h.failures()->write_submit_delay_ms = 1000;
+  for (int i = 0; i < 4; ++i) {
+    BlkRequest w;
+    w.kind = BlkRequest::Kind::Write;
+    w.sector = uint64_t(i) * 8;
+    w.data = frontend::pattern(33, w.sector, 8, 0);
+    ASSERT_TRUE(disk->submit(w).has_value());
+  }
+  std::atomic<bool> created{false};
+  nlohmann::json answer;
+  std::thread creator([&] {
+    answer = h.command({{"command", "snapshot-create"}, {"device", "33/xvda"},
+                        {"store", std::string(dir) + "/s.cow"}});
+    created = true;
+  });
+  // Wait until the creation is under way, then ask something else.
+  std::this_thread::sleep_for(50ms);
+  auto list = h.command({{"command", "list"}});
+  const bool answered_before_the_snapshot = !created.load();
+  creator.join();
+  EXPECT_TRUE(list.value("ok", false));
+  EXPECT_TRUE(answered_before_the_snapshot) << "the control thread waited for the snapshot's quiesce";
+  EXPECT_TRUE(answer.value("ok", false)) << answer.dump();
+  size_t done = 0;
+  while (done < 4) done += disk->poll(1000ms).size();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Robustness, StopWithIoInFlightKeepsEveryAcknowledgedWrite) {
