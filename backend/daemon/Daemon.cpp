@@ -15,6 +15,8 @@
 #include "backend/daemon/SizeWatcher.hpp"
 #include "backend/engine/FastClock.hpp"
 #include "xenstore/Vdev.hpp"
+#include "xenstore/XenbusState.hpp"
+#include "xenstore/XenstoreKeys.hpp"
 
 namespace xbb::backend {
 namespace {
@@ -115,7 +117,15 @@ void Daemon::consider_device(const xs::BackendPath& path) {
     refused_.erase(key);  // removed: a new directory there is a new device
     return;
   }
-  if (released_.holds(xs_, key, path)) return;
+  if (released_.holds(xs_, key, path)) {
+    // Released already (its domain died first, say) and now the toolstack
+    // removes it: answer the Closed it waits for, or it waits its timeout out.
+    if (!xs::read_bool(xs_, xs::kNoTransaction, path.path + "/online").value_or(true) &&
+        xs::read_state(xs_, xs::kNoTransaction, path.path) == xs::XenbusState::Closing) {
+      xs::write_state(xs_, xs::kNoTransaction, path.path, xs::XenbusState::Closed);
+    }
+    return;
+  }
   if (!wanted(path)) return;
   if (!lock_device(key, path)) {
     refused_.insert(key);

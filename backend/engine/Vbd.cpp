@@ -630,6 +630,9 @@ void Vbd::answer_waiters(std::vector<Done>& waiters, const std::optional<std::st
 // Called whenever something that closing, releasing or pausing waits for may
 // have happened.
 void Vbd::maybe_finish_closing() {
+  // Workers stop on their own only when they fail; their event says why, so
+  // a connected disk keeps them until then.
+  if (phase_ == Phase::Connected) return;
   for (auto& worker : workers_) {
     if (!worker->stopped()) return;
   }
