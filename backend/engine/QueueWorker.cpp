@@ -3,14 +3,10 @@
 #include "backend/engine/FastClock.hpp"
 #include "ring/protocol/IndirectSegments.hpp"
 
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <system_error>
 
 #include <spdlog/spdlog.h>
 #include <xen/io/blkif.h>
@@ -21,18 +17,12 @@ namespace {
 constexpr uint32_t kNone = UINT32_MAX;
 constexpr uint64_t kSectorSize = 512;
 
-using fast_clock::now_ns;
+// While consuming a batch, answer what storage has completed every this many
+// requests (see consume_ring): measured with xbb-bench 4 KiB random reads from
+// tmpfs, it turned ping-pong between frontend and worker into a pipeline.
+constexpr unsigned kAnswerEvery = 8;
 
-StatOp stat_op(const ring::Request& req) {
-  switch (req.operation) {
-    case ring::Operation::Read: return StatOp::Read;
-    case ring::Operation::Write: return StatOp::Write;
-    case ring::Operation::WriteBarrier: return StatOp::Barrier;
-    case ring::Operation::FlushDiskCache: return StatOp::Flush;
-    case ring::Operation::Discard: return StatOp::Discard;
-    default: return StatOp::Other;
-  }
-}
+using fast_clock::now_ns;
 
 uint32_t segment_bytes(const ring::Segment& seg) {
   return (static_cast<uint32_t>(seg.last_sect) - seg.first_sect + 1) * kSectorSize;
@@ -43,6 +33,26 @@ bool storage_gone(int result) { return result == -ENODEV || result == -ENXIO; }
 
 uint64_t make_tag(uint32_t list, uint32_t part) { return (static_cast<uint64_t>(list) << 32) | part; }
 
+// Attach at the responses already published (Linux blkback's
+// BACK_RING_ATTACH): 0 for a new ring, and for a ring adopted after a
+// restart, requests consumed but never answered are served again.
+ring::BackRing attach_ring(const QueueSetup& setup) {
+  const uint32_t start_index =
+      __atomic_load_n(reinterpret_cast<const uint32_t*>(setup.ring_address) + 2, __ATOMIC_ACQUIRE);
+  return ring::BackRing(setup.ring_address, static_cast<unsigned>(setup.ring_pages), setup.abi, start_index);
+}
+
+void append_iov(std::vector<iovec>& iov, std::byte* base, size_t len) {
+  if (!iov.empty()) {
+    auto& last = iov.back();
+    if (static_cast<std::byte*>(last.iov_base) + last.iov_len == base) {
+      last.iov_len += len;
+      return;
+    }
+  }
+  iov.push_back({base, len});
+}
+
 }  // namespace
 
 struct QueueWorker::Slot {
@@ -51,7 +61,6 @@ struct QueueWorker::Slot {
   uint32_t next = kNone;  // next child of the same list
   bool validated = false;
   bool failed = false;    // a grant copy or map for this request failed
-  int16_t status = BLKIF_RSP_OKAY;
   uint16_t nr_bounce = 0;
   std::array<uint32_t, ring::kMaxSegments> bounce{};   // bounce page per segment, kNone when on a persistent grant
   std::array<std::byte*, ring::kMaxSegments> data{};   // where the segment's bytes live on our side
@@ -65,23 +74,18 @@ struct QueueWorker::List {
   uint32_t children = 0;
   uint32_t segments = 0;
   uint32_t parts_in_storage = 0;  // storage requests outstanding for this list
-  int result = 0;
   std::vector<iovec> iov;
 };
 
 QueueWorker::QueueWorker(QueueSetup setup)
     : setup_(std::move(setup)),
+      ring_(attach_ring(setup_)),
       bounce_(setup_.bounce_pages),
       tunables_(setup_.tunables),
-      indirect_buffer_(new std::byte[ring::kMaxIndirectPages * ports::kPageSize]) {
-  // Attach at the responses already published (Linux blkback's
-  // BACK_RING_ATTACH): 0 for a new ring, and for a ring adopted after a
-  // restart, requests consumed but never answered are served again.
-  const uint32_t start_index =
-      __atomic_load_n(reinterpret_cast<const uint32_t*>(setup_.ring_address) + 2, __ATOMIC_ACQUIRE);
-  ring_ = std::make_unique<ring::BackRing>(setup_.ring_address, static_cast<unsigned>(setup_.ring_pages), setup_.abi,
-                                           start_index);
-  const size_t entries = ring_->size();
+      indirect_buffer_(new std::byte[ring::kMaxIndirectPages * ports::kPageSize]),
+      publisher_(ring_, *setup_.events, setup_.port, stats_),
+      idle_({mailbox_.fd(), setup_.events->fd(), setup_.storage->completion_fd()}) {
+  const size_t entries = ring_.size();
   slots_.resize(entries);
   free_slots_.reserve(entries);
   for (size_t i = entries; i-- > 0;) free_slots_.push_back(static_cast<uint32_t>(i));
@@ -95,21 +99,6 @@ QueueWorker::QueueWorker(QueueSetup setup)
   if (setup_.persistent_grants) {
     persistent_ = std::make_unique<PersistentGrants>(*setup_.grants, setup_.frontend, setup_.persistent_grant_capacity);
   }
-
-  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-  wakeup_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-  if (!epoll_ || !wakeup_) throw std::system_error(errno, std::generic_category(), "queue worker: epoll/eventfd");
-  auto add = [&](int fd) {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.fd = fd;
-    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-      throw std::system_error(errno, std::generic_category(), "queue worker: epoll_ctl");
-    }
-  };
-  add(wakeup_.get());
-  add(setup_.events->fd());
-  add(setup_.storage->completion_fd());
 }
 
 QueueWorker::~QueueWorker() {
@@ -159,89 +148,34 @@ void QueueWorker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void QueueWorker::request_stop() {
-  {
-    std::lock_guard lock(command_mutex_);
-    stop_requested_ = true;
-  }
-  commands_pending_.store(true, std::memory_order_release);
-  uint64_t one = 1;
-  [[maybe_unused]] auto rc = ::write(wakeup_.get(), &one, sizeof one);
-}
+void QueueWorker::request_stop() { mailbox_.post_stop(); }
 
-void QueueWorker::set_tunables(const Tunables& tunables) {
-  {
-    std::lock_guard lock(command_mutex_);
-    new_tunables_ = tunables;
-  }
-  commands_pending_.store(true, std::memory_order_release);
-  uint64_t one = 1;
-  [[maybe_unused]] auto rc = ::write(wakeup_.get(), &one, sizeof one);
-}
+void QueueWorker::set_tunables(const Tunables& tunables) { mailbox_.post_tunables(tunables); }
 
 size_t QueueWorker::mapped_pages() const { return mapped_pages_.load(std::memory_order_relaxed); }
 
 void QueueWorker::handle_commands() {
-  // The flag is set before the eventfd is written: clearing it first means a
-  // command posted meanwhile sets it again and is seen on the next pass.
-  if (!commands_pending_.exchange(false, std::memory_order_acq_rel)) return;
-  uint64_t count;
-  while (::read(wakeup_.get(), &count, sizeof count) > 0) {
-  }
-  std::lock_guard lock(command_mutex_);
-  if (stop_requested_) stopping_ = true;
-  if (new_tunables_) {
-    apply_tunables(*new_tunables_);
-    new_tunables_.reset();
-  }
+  WorkerMailbox::Commands commands;
+  if (!mailbox_.take(commands)) return;
+  if (commands.stop) stopping_ = true;
+  if (commands.tunables) apply_tunables(*commands.tunables);
 }
 
 void QueueWorker::apply_tunables(const Tunables& tunables) {
   tunables_ = tunables;
-  moderation_.configure(tunables.notify_batch, uint64_t{tunables.notify_delay_us} * 1000);
-  // Whatever was held under the old settings goes out now.
-  if (moderation_.flush()) notify_frontend();
+  publisher_.configure(tunables.notify_batch, uint64_t{tunables.notify_delay_us} * 1000);
 }
 
 void QueueWorker::handle_event_channel() {
   while (auto port = setup_.events->pending()) setup_.events->unmask(*port);
 }
 
-namespace {
-
-// Busy-polling before sleeping: a wake-up through epoll costs the frontend's
-// notification, a context switch and several system calls, and at high
-// queue depth the next request or completion is usually microseconds away.
-// The budget adapts to whether polling pays: it doubles (up to kMaxSpinNs)
-// each time a poll finds work and halves each time one runs dry (down to 0
-// below kMinSpinNs); a wake-up that finds work restarts it at kMinSpinNs.
-// Spinning only ever follows work, so an idle daemon uses no CPU, and a
-// queue whose frontend is slower than the budget stops spinning.
-constexpr uint64_t kMaxSpinNs = 50'000;
-constexpr uint64_t kMinSpinNs = 4'000;
-// While consuming a batch, answer what storage has completed every this many
-// requests (see consume_ring): measured with xbb-bench 4 KiB random reads from
-// tmpfs, it turned ping-pong between frontend and worker into a pipeline.
-constexpr unsigned kAnswerEvery = 8;
-
-inline void cpu_relax() {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
-}  // namespace
-
 bool QueueWorker::can_consume() const {
-  return parked_slot_ == kNone && !stopping_ && !ring_halted_ && barrier_phase_ == BarrierPhase::None &&
-         !free_slots_.empty();
+  return parked_slot_ == kNone && !stopping_ && !ring_halted_ && !barrier_.active() && !free_slots_.empty();
 }
 
 bool QueueWorker::idle() const {
-  return lists_in_storage_ == 0 && parked_slot_ == kNone && open_list_ == kNone &&
-         barrier_phase_ == BarrierPhase::None;
+  return lists_in_storage_ == 0 && parked_slot_ == kNone && open_list_ == kNone && !barrier_.active();
 }
 
 unsigned QueueWorker::service(bool storage_signalled) {
@@ -250,45 +184,21 @@ unsigned QueueWorker::service(bool storage_signalled) {
   // depth for the requests consumed next.
   if (storage_signalled || lists_in_storage_ != 0 || setup_.storage->has_completions()) work += reap_storage();
   const unsigned consumed = consume_ring();
-  if (consumed != 0) moderation_.on_requests(last_request_ns_);
+  if (consumed != 0) publisher_.requests_consumed(last_request_ns_);
   work += consumed;
   setup_.storage->flush_submissions();
   // One notification for everything answered in this pass.
-  push_responses();
-  if (moderation_.holding() && (stopping_ ? moderation_.flush() : moderation_.due(now_ns()))) notify_frontend();
+  publisher_.publish();
+  if (stopping_) {
+    publisher_.release();
+  } else {
+    publisher_.tick();
+  }
   return work;
 }
 
-bool QueueWorker::poll_for_work() {
-  if (spin_ns_ == 0) return false;
-  const uint64_t deadline = now_ns() + spin_ns_;
-  unsigned checks = 0;
-  for (;;) {
-    if (can_consume() && ring_->availability().unconsumed != 0) return true;
-    if (lists_in_storage_ != 0 && setup_.storage->has_completions()) return true;
-    if (commands_pending_.load(std::memory_order_relaxed)) return true;
-    cpu_relax();
-    if ((++checks & 15) == 0) {
-      const uint64_t now = now_ns();
-      if (moderation_.holding() && now >= moderation_.deadline_ns()) return true;
-      if (now >= deadline) return false;
-    }
-  }
-}
-
-int QueueWorker::wait_for_events(epoll_event* events, int max_events) {
-  if (!moderation_.holding()) return ::epoll_wait(epoll_.get(), events, max_events, -1);
-  const uint64_t now = now_ns();
-  const uint64_t left = moderation_.deadline_ns() > now ? moderation_.deadline_ns() - now : 0;
-  const timespec timeout{static_cast<time_t>(left / 1'000'000'000), static_cast<long>(left % 1'000'000'000)};
-  const int n = ::epoll_pwait2(epoll_.get(), events, max_events, &timeout, nullptr);
-  if (n >= 0 || errno != ENOSYS) return n;
-  // Kernels before 5.11: millisecond resolution, rounded up.
-  return ::epoll_wait(epoll_.get(), events, max_events, static_cast<int>((left + 999'999) / 1'000'000));
-}
-
 void QueueWorker::run() {
-  spdlog::debug("{}: worker started ({} ring entries, {} grants)", setup_.name, ring_->size(),
+  spdlog::debug("{}: worker started ({} ring entries, {} grants)", setup_.name, ring_.size(),
                 setup_.persistent_grants ? "persistent" : "copied");
   std::array<epoll_event, 4> events;
   // The first pass looks at everything; later ones only at what epoll
@@ -296,7 +206,10 @@ void QueueWorker::run() {
   bool evtchn_signalled = true;
   bool storage_signalled = true;
   bool woke = false;
-  commands_pending_.store(true, std::memory_order_relaxed);
+  auto work_showed_up = [this] {
+    return (can_consume() && ring_.availability().unconsumed != 0) ||
+           (lists_in_storage_ != 0 && setup_.storage->has_completions()) || mailbox_.pending();
+  };
   for (;;) {
     handle_commands();
     if (evtchn_signalled) handle_event_channel();
@@ -304,20 +217,16 @@ void QueueWorker::run() {
     evtchn_signalled = storage_signalled = false;
     if (stopping_ && idle()) break;
     if (work != 0) {
-      if (woke) spin_ns_ = std::max(spin_ns_, kMinSpinNs);
+      if (woke) idle_.woke_to_work();
       woke = false;
       continue;  // more may have arrived meanwhile: look again before sleeping
     }
-    if (poll_for_work()) {
-      spin_ns_ = std::min(spin_ns_ * 2, kMaxSpinNs);
-      continue;
-    }
-    spin_ns_ /= 2;
-    if (spin_ns_ < kMinSpinNs) spin_ns_ = 0;
+    const uint64_t wake_at = publisher_.holding() ? publisher_.deadline_ns() : IdlePolicy::kNoDeadline;
+    if (idle_.poll(work_showed_up, wake_at)) continue;
     // About to sleep: ask the frontend for an event on its next request
     // (req_event), closing the race with one produced meanwhile.
-    if (can_consume() && ring_->final_check_for_requests()) continue;
-    int n = wait_for_events(events.data(), static_cast<int>(events.size()));
+    if (can_consume() && ring_.final_check_for_requests()) continue;
+    const int n = idle_.sleep(events, wake_at);
     if (n < 0 && errno != EINTR) {
       spdlog::error("{}: epoll_wait: {}", setup_.name, std::strerror(errno));
       break;
@@ -331,8 +240,8 @@ void QueueWorker::run() {
       if (events[i].data.fd == setup_.storage->completion_fd()) storage_signalled = true;
     }
   }
-  push_responses();
-  if (moderation_.flush()) notify_frontend();
+  publisher_.publish();
+  publisher_.release();
   release_guest_resources();
   spdlog::debug("{}: worker stopped", setup_.name);
   stopped_.store(true, std::memory_order_release);
@@ -347,11 +256,11 @@ unsigned QueueWorker::consume_ring() {
       parked_slot_ = kNone;
       ++consumed;
     }
-    if (stopping_ || ring_halted_ || barrier_phase_ != BarrierPhase::None) {
+    if (stopping_ || ring_halted_ || barrier_.active()) {
       dispatch_open_list(/*forced=*/true);
       return consumed;
     }
-    const auto availability = ring_->availability();
+    const auto availability = ring_.availability();
     if (availability.runaway) {
       ring_halted_ = true;
       stats_.ring_halts.add();
@@ -377,14 +286,13 @@ unsigned QueueWorker::consume_ring() {
     const uint32_t s = free_slots_.back();
     free_slots_.pop_back();
     Slot& slot = slots_[s];
-    if (!ring_->next_request(slot.req)) {
+    if (!ring_.next_request(slot.req)) {
       free_slots_.push_back(s);
       return consumed;
     }
     ++consumed;
     slot.start_ns = last_request_ns_ = now_ns();
-    stats_.received[static_cast<size_t>(stat_op(slot.req))].add();
-    stats_.in_flight.add();
+    stats_.request_received(stat_op(slot.req));
     if (!start_request(s)) {
       parked_slot_ = s;
       --consumed;  // counted when it finally starts
@@ -397,32 +305,8 @@ unsigned QueueWorker::consume_ring() {
     // so the frontend refills the ring while the rest are being served.
     if ((consumed % kAnswerEvery) == 0 && setup_.storage->has_completions()) {
       reap_storage();
-      push_responses();
+      publisher_.publish();
     }
-  }
-}
-
-void QueueWorker::read_indirect_segments(Slot& slot, ring::Rejection& rejection) {
-  ring::Request& req = slot.req;
-  rejection = ring::validate_header(req, setup_.geometry);
-  if (rejection != ring::Rejection::None) return;
-  size_t remaining = static_cast<size_t>(req.nr_segments) * sizeof(blkif_request_segment);
-  copy_batch_.clear();
-  for (unsigned page = 0; page < req.nr_indirect_pages; ++page) {
-    const auto len = static_cast<uint16_t>(std::min(remaining, ports::kPageSize));
-    copy_batch_.push_back({ports::GrantCopySegment::Direction::FromGuest, setup_.frontend, req.indirect_grefs[page], 0,
-                           len, indirect_buffer_.get() + page * ports::kPageSize, 0});
-    remaining -= len;
-  }
-  bool ok = setup_.grants->copy(copy_batch_) == 0;
-  for (auto& seg : copy_batch_) ok = ok && seg.status == 0;
-  if (!ok) {
-    slot.failed = true;
-    return;
-  }
-  if (!ring::decode_indirect_segments(
-          req, std::span<const std::byte>(indirect_buffer_.get(), ring::indirect_bytes_for(req.nr_segments)))) {
-    slot.failed = true;
   }
 }
 
@@ -477,14 +361,7 @@ bool QueueWorker::start_request(uint32_t s) {
           return true;
         }
       }
-      dispatch_open_list(false);
-      barrier_list_ = alloc_list(storage::IoOp::Write);
-      List& list = lists_[barrier_list_];
-      list.head = list.tail = s;
-      list.children = 1;
-      list.offset = req.sector_number * kSectorSize;
-      barrier_phase_ = BarrierPhase::Draining;
-      advance_barrier();
+      start_barrier(s);
       return true;
     }
     case ring::Operation::Discard: {
@@ -502,6 +379,30 @@ bool QueueWorker::start_request(uint32_t s) {
     default:
       respond(s, BLKIF_RSP_EOPNOTSUPP);
       return true;
+  }
+}
+
+void QueueWorker::read_indirect_segments(Slot& slot, ring::Rejection& rejection) {
+  ring::Request& req = slot.req;
+  rejection = ring::validate_header(req, setup_.geometry);
+  if (rejection != ring::Rejection::None) return;
+  size_t remaining = static_cast<size_t>(req.nr_segments) * sizeof(blkif_request_segment);
+  copy_batch_.clear();
+  for (unsigned page = 0; page < req.nr_indirect_pages; ++page) {
+    const auto len = static_cast<uint16_t>(std::min(remaining, ports::kPageSize));
+    copy_batch_.push_back({ports::GrantCopySegment::Direction::FromGuest, setup_.frontend, req.indirect_grefs[page], 0,
+                           len, indirect_buffer_.get() + page * ports::kPageSize, 0});
+    remaining -= len;
+  }
+  bool ok = setup_.grants->copy(copy_batch_) == 0;
+  for (auto& seg : copy_batch_) ok = ok && seg.status == 0;
+  if (!ok) {
+    slot.failed = true;
+    return;
+  }
+  if (!ring::decode_indirect_segments(
+          req, std::span<const std::byte>(indirect_buffer_.get(), ring::indirect_bytes_for(req.nr_segments)))) {
+    slot.failed = true;
   }
 }
 
@@ -536,46 +437,6 @@ bool QueueWorker::prepare_segments(Slot& slot) {
     slot.data[i] = bounce_.page(slot.bounce[i]);
   }
   return true;
-}
-
-void QueueWorker::release_segments(Slot& slot) {
-  if (slot.nr_bounce == 0) return;
-  std::array<uint32_t, ring::kMaxSegments> pages;
-  unsigned n = 0;
-  for (unsigned i = 0; i < slot.req.nr_segments && n < slot.nr_bounce; ++i) {
-    if (slot.bounce[i] != kNone) pages[n++] = slot.bounce[i];
-  }
-  bounce_.give(std::span(pages.data(), n));
-  slot.nr_bounce = 0;
-}
-
-uint32_t QueueWorker::alloc_list(storage::IoOp op) {
-  const uint32_t l = free_lists_.back();
-  free_lists_.pop_back();
-  List& list = lists_[l];
-  list.op = op;
-  list.offset = 0;
-  list.length = 0;
-  list.head = list.tail = kNone;
-  list.children = 0;
-  list.segments = 0;
-  list.parts_in_storage = 0;
-  list.result = 0;
-  list.iov.clear();
-  return l;
-}
-
-void QueueWorker::free_list(uint32_t l) { free_lists_.push_back(l); }
-
-static void append_iov(std::vector<iovec>& iov, std::byte* base, size_t len) {
-  if (!iov.empty()) {
-    auto& last = iov.back();
-    if (static_cast<std::byte*>(last.iov_base) + last.iov_len == base) {
-      last.iov_len += len;
-      return;
-    }
-  }
-  iov.push_back({base, len});
 }
 
 void QueueWorker::add_read_write(uint32_t s) {
@@ -664,8 +525,6 @@ bool QueueWorker::copy_list(List& list, ports::GrantCopySegment::Direction direc
 
 bool QueueWorker::copy_in(List& list) { return copy_list(list, ports::GrantCopySegment::Direction::FromGuest); }
 
-void QueueWorker::copy_out(List& list) { copy_list(list, ports::GrantCopySegment::Direction::ToGuest); }
-
 void QueueWorker::submit_list(uint32_t l) {
   List& list = lists_[l];
   storage::IoRequest io;
@@ -733,22 +592,16 @@ unsigned QueueWorker::reap_storage() {
     }
     if (n < completions_.size()) break;
   }
-  if (barrier_phase_ == BarrierPhase::Draining) advance_barrier();
+  if (barrier_.draining() && lists_in_storage_ == 0) run_barrier(barrier_.drained());
   return reaped;
-}
-
-int16_t QueueWorker::status_for(int result) {
-  if (result >= 0) return BLKIF_RSP_OKAY;
-  if (result == -EOPNOTSUPP) return BLKIF_RSP_EOPNOTSUPP;
-  if (storage_gone(result) && setup_.notify_control) setup_.notify_control(setup_.index, QueueEvent::StorageGone);
-  return BLKIF_RSP_ERROR;
 }
 
 void QueueWorker::complete_list(uint32_t l, int result) {
   List& list = lists_[l];
   if (l == barrier_list_) {
-    list.result = result;
-    advance_barrier();
+    // A short barrier write is an error, as for any write.
+    if (list.op == storage::IoOp::Write && result >= 0 && static_cast<uint64_t>(result) != list.length) result = -EIO;
+    run_barrier(barrier_.finished(result));
     return;
   }
   const bool moves_data = list.op == storage::IoOp::Read || list.op == storage::IoOp::Write;
@@ -769,112 +622,100 @@ void QueueWorker::complete_list(uint32_t l, int result) {
   free_list(l);
 }
 
-// A barrier: earlier requests finish, the cache is flushed, the barrier's
-// data is written, the cache is flushed again, then the ring moves on.
-void QueueWorker::advance_barrier() {
-  if (barrier_list_ == kNone) return;
+void QueueWorker::copy_out(List& list) { copy_list(list, ports::GrantCopySegment::Direction::ToGuest); }
+
+int16_t QueueWorker::status_for(int result) {
+  if (result >= 0) return BLKIF_RSP_OKAY;
+  if (result == -EOPNOTSUPP) return BLKIF_RSP_EOPNOTSUPP;
+  if (storage_gone(result) && setup_.notify_control) setup_.notify_control(setup_.index, QueueEvent::StorageGone);
+  return BLKIF_RSP_ERROR;
+}
+
+void QueueWorker::start_barrier(uint32_t s) {
+  dispatch_open_list(false);
+  barrier_list_ = alloc_list(storage::IoOp::Write);
+  List& list = lists_[barrier_list_];
+  list.head = list.tail = s;
+  list.children = 1;
+  list.offset = slots_[s].req.sector_number * kSectorSize;
+  barrier_.begin(slots_[s].req.nr_segments > 0, setup_.storage_properties->can_flush && !tunables_.disable_flush);
+  if (lists_in_storage_ == 0) run_barrier(barrier_.drained());
+}
+
+void QueueWorker::run_barrier(BarrierSequence::Step step) {
   List& list = lists_[barrier_list_];
   const uint32_t s = list.head;
-  Slot& slot = slots_[s];
-  const bool flush = setup_.storage_properties->can_flush && !tunables_.disable_flush;
-  auto finish = [&](int16_t status) {
-    const uint32_t l = barrier_list_;
-    barrier_list_ = kNone;
-    barrier_phase_ = BarrierPhase::None;
-    if (status == BLKIF_RSP_OKAY) stats_.bytes_written.add(lists_[l].length);
-    respond(s, status);
-    free_list(l);
-  };
-  auto submit_phase = [&](BarrierPhase phase, storage::IoOp op) {
-    barrier_phase_ = phase;
-    list.op = op;
-    list.result = 0;
-    submit_list(barrier_list_);
-  };
-  auto start_write = [&]() {
-    if (slot.req.nr_segments == 0) {
-      finish(BLKIF_RSP_OKAY);
+  const Slot& slot = slots_[s];
+  switch (step) {
+    case BarrierSequence::Step::Wait:
       return;
-    }
-    list.iov.clear();
-    list.length = 0;
-    list.segments = slot.req.nr_segments;
-    for (unsigned i = 0; i < slot.req.nr_segments; ++i) {
-      const uint32_t len = segment_bytes(slot.req.segments[i]);
-      append_iov(list.iov, slot.data[i], len);
-      list.length += len;
-    }
-    if (!copy_in(list)) {
-      finish(BLKIF_RSP_ERROR);
+    case BarrierSequence::Step::Flush:
+      list.op = storage::IoOp::Flush;
+      submit_list(barrier_list_);
       return;
-    }
-    submit_phase(BarrierPhase::Write, storage::IoOp::Write);
-  };
-
-  switch (barrier_phase_) {
-    case BarrierPhase::Draining:
-      if (lists_in_storage_ != 0) return;
-      if (flush) {
-        submit_phase(BarrierPhase::PreFlush, storage::IoOp::Flush);
-      } else {
-        start_write();
+    case BarrierSequence::Step::Write:
+      list.op = storage::IoOp::Write;
+      list.iov.clear();
+      list.length = 0;
+      list.segments = slot.req.nr_segments;
+      for (unsigned i = 0; i < slot.req.nr_segments; ++i) {
+        const uint32_t len = segment_bytes(slot.req.segments[i]);
+        append_iov(list.iov, slot.data[i], len);
+        list.length += len;
       }
+      if (!copy_in(list)) return run_barrier(barrier_.finished(-EFAULT));
+      submit_list(barrier_list_);
       return;
-    case BarrierPhase::PreFlush:
-      if (list.result < 0) return finish(status_for(list.result));
-      start_write();
+    case BarrierSequence::Step::Answer: {
+      const uint32_t l = barrier_list_;
+      barrier_list_ = kNone;
+      const int16_t status = status_for(barrier_.result());
+      if (status == BLKIF_RSP_OKAY) stats_.bytes_written.add(lists_[l].length);
+      respond(s, status);
+      free_list(l);
       return;
-    case BarrierPhase::Write:
-      if (list.result >= 0 && static_cast<uint64_t>(list.result) != list.length) list.result = -EIO;
-      if (list.result < 0) return finish(status_for(list.result));
-      if (flush) {
-        submit_phase(BarrierPhase::PostFlush, storage::IoOp::Flush);
-      } else {
-        finish(BLKIF_RSP_OKAY);
-      }
-      return;
-    case BarrierPhase::PostFlush:
-      finish(status_for(list.result));
-      return;
-    case BarrierPhase::None:
-      return;
+    }
   }
 }
 
 void QueueWorker::respond(uint32_t s, int16_t status) {
   Slot& slot = slots_[s];
-  ring_->push_response(slot.req.id, slot.req.wire_operation, status);
-  const auto op = static_cast<size_t>(stat_op(slot.req));
-  stats_.completed[op].add();
-  if (status != BLKIF_RSP_OKAY) stats_.failed[op].add();
+  ring_.push_response(slot.req.id, slot.req.wire_operation, status);
   const uint64_t now = now_ns();
-  stats_.record_latency_ns(now > slot.start_ns ? now - slot.start_ns : 0);
-  stats_.in_flight.sub();
+  stats_.request_answered(stat_op(slot.req), status == BLKIF_RSP_OKAY, now > slot.start_ns ? now - slot.start_ns : 0);
   release_segments(slot);
   slot.validated = false;
   slot.failed = false;
   slot.next = kNone;
   free_slots_.push_back(s);
-  responses_pending_ = true;
 }
 
-void QueueWorker::push_responses() {
-  if (!responses_pending_) return;
-  responses_pending_ = false;
-  const uint32_t published = ring_->unpublished();
-  const bool asked = ring_->push_responses_and_check_notify();
-  if (!moderation_.active() || (!asked && !moderation_.holding())) {
-    if (asked) notify_frontend();
-    return;
+void QueueWorker::release_segments(Slot& slot) {
+  if (slot.nr_bounce == 0) return;
+  std::array<uint32_t, ring::kMaxSegments> pages;
+  unsigned n = 0;
+  for (unsigned i = 0; i < slot.req.nr_segments && n < slot.nr_bounce; ++i) {
+    if (slot.bounce[i] != kNone) pages[n++] = slot.bounce[i];
   }
-  const bool was_holding = moderation_.holding();
-  if (moderation_.on_publish(asked, published, ring_->frontend_outstanding(), now_ns())) notify_frontend();
-  if (!was_holding && moderation_.holding()) stats_.notifications_held.add();
+  bounce_.give(std::span(pages.data(), n));
+  slot.nr_bounce = 0;
 }
 
-void QueueWorker::notify_frontend() {
-  setup_.events->notify(setup_.port);
-  stats_.notifications_sent.add();
+uint32_t QueueWorker::alloc_list(storage::IoOp op) {
+  const uint32_t l = free_lists_.back();
+  free_lists_.pop_back();
+  List& list = lists_[l];
+  list.op = op;
+  list.offset = 0;
+  list.length = 0;
+  list.head = list.tail = kNone;
+  list.children = 0;
+  list.segments = 0;
+  list.parts_in_storage = 0;
+  list.iov.clear();
+  return l;
 }
+
+void QueueWorker::free_list(uint32_t l) { free_lists_.push_back(l); }
 
 }  // namespace xbb::backend

@@ -6,22 +6,22 @@
 // storage and answers every request. Nothing on this path takes a lock.
 #pragma once
 
-#include <sys/epoll.h>
-
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include "backend/engine/BarrierSequence.hpp"
 #include "backend/engine/BufferPool.hpp"
-#include "backend/engine/NotifyModeration.hpp"
+#include "backend/engine/IdlePolicy.hpp"
 #include "backend/engine/PersistentGrants.hpp"
+#include "backend/engine/ResponsePublisher.hpp"
 #include "backend/engine/Statistics.hpp"
 #include "backend/engine/Tunables.hpp"
-#include "storage/UniqueFd.hpp"
+#include "backend/engine/WorkerMailbox.hpp"
 #include "ring/ports/GuestMemory.hpp"
 #include "ring/protocol/BackRing.hpp"
 #include "ring/protocol/Request.hpp"
@@ -76,8 +76,8 @@ class QueueWorker {
  private:
   struct Slot;
   struct List;
-  enum class BarrierPhase : uint8_t { None, Draining, PreFlush, Write, PostFlush };
 
+  // The run loop and what it calls once per pass.
   void run();
   void release_guest_resources();
   void handle_commands();
@@ -87,35 +87,34 @@ class QueueWorker {
   unsigned service(bool storage_signalled);
   bool can_consume() const;
   bool idle() const;
-  // Bounded busy-poll before sleeping (see run()); true when work showed up.
-  bool poll_for_work();
+  void apply_tunables(const Tunables& tunables);
+
+  // The request path, in the order a request takes it.
   unsigned consume_ring();
   bool start_request(uint32_t slot);
-  bool prepare_segments(Slot& slot);
-  void release_segments(Slot& slot);
   void read_indirect_segments(Slot& slot, ring::Rejection& rejection);
+  bool prepare_segments(Slot& slot);
   void add_read_write(uint32_t slot);
   void dispatch_open_list(bool forced);
-  void submit_list(uint32_t list);
-  void submit_singletons(uint32_t list);
   bool copy_list(List& list, ports::GrantCopySegment::Direction direction);
   bool copy_in(List& list);
-  void copy_out(List& list);
+  void submit_list(uint32_t list);
+  void submit_singletons(uint32_t list);
   unsigned reap_storage();
   void complete_list(uint32_t list, int result);
-  void advance_barrier();
+  void copy_out(List& list);
   void respond(uint32_t slot, int16_t status);
-  void push_responses();
-  void notify_frontend();
-  void apply_tunables(const Tunables& tunables);
-  // Sleeps in epoll until an event, or until a held notification is due.
-  int wait_for_events(epoll_event* events, int max_events);
+  void release_segments(Slot& slot);
+  int16_t status_for(int storage_result);
   uint32_t alloc_list(storage::IoOp op);
   void free_list(uint32_t list);
-  int16_t status_for(int storage_result);
+
+  // Barriers (BarrierSequence says what comes next; these do it).
+  void start_barrier(uint32_t slot);
+  void run_barrier(BarrierSequence::Step step);
 
   QueueSetup setup_;
-  std::unique_ptr<ring::BackRing> ring_;
+  ring::BackRing ring_;
   BufferPool bounce_;
   std::unique_ptr<PersistentGrants> persistent_;
   QueueStats stats_;
@@ -129,25 +128,18 @@ class QueueWorker {
   uint32_t open_list_ = UINT32_MAX;
   uint32_t parked_slot_ = UINT32_MAX;     // consumed but waiting for buffers or storage depth
   uint32_t barrier_list_ = UINT32_MAX;
-  BarrierPhase barrier_phase_ = BarrierPhase::None;
+  BarrierSequence barrier_;
   uint32_t lists_in_storage_ = 0;
   uint32_t flushes_seen_ = 0;
   bool ring_halted_ = false;
-  bool responses_pending_ = false;
-  NotifyModeration moderation_;
   uint64_t last_request_ns_ = 0;  // when the last request was consumed
   std::vector<ports::GrantCopySegment> copy_batch_;
   std::vector<storage::IoCompletion> completions_;
 
-  uint64_t spin_ns_ = 0;  // current busy-poll budget (adaptive, see run())
-
-  storage::UniqueFd epoll_;
-  storage::UniqueFd wakeup_;  // eventfd: commands from the control thread
-  std::atomic<bool> commands_pending_{false};  // set before wakeup_ is written
-  std::mutex command_mutex_;
-  bool stop_requested_ = false;          // guarded by command_mutex_
-  std::optional<Tunables> new_tunables_; // guarded by command_mutex_
-  bool stopping_ = false;                // worker-thread copy
+  WorkerMailbox mailbox_;
+  ResponsePublisher publisher_;
+  IdlePolicy idle_;
+  bool stopping_ = false;                       // a stop was taken from the mailbox
   std::atomic<bool> stopped_{false};
   std::string failure_;                  // written by the worker before stopped_
   std::atomic<size_t> mapped_pages_{0};  // ring + persistent grants, for statistics

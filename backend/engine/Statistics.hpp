@@ -9,12 +9,25 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "ring/protocol/Request.hpp"
+
 namespace xbb::backend {
 
 // Indexes the per-operation counters.
 enum class StatOp : uint8_t { Read, Write, Barrier, Flush, Discard, Other, Count };
 inline constexpr size_t kStatOps = static_cast<size_t>(StatOp::Count);
 const char* to_string(StatOp op);
+
+constexpr StatOp stat_op(const ring::Request& req) {
+  switch (req.operation) {
+    case ring::Operation::Read: return StatOp::Read;
+    case ring::Operation::Write: return StatOp::Write;
+    case ring::Operation::WriteBarrier: return StatOp::Barrier;
+    case ring::Operation::FlushDiskCache: return StatOp::Flush;
+    case ring::Operation::Discard: return StatOp::Discard;
+    default: return StatOp::Other;
+  }
+}
 
 // Completion latency from "consumed from the ring" to "response pushed", in
 // power-of-two microsecond buckets: bucket i holds [2^(i-1), 2^i) us, bucket 0 < 1 us.
@@ -66,6 +79,18 @@ class QueueStats {
   std::array<SingleWriterCounter, kLatencyBuckets> latency_us_log2;
   SingleWriterCounter latency_ns_sum;
 
+  // A request was consumed from the ring.
+  void request_received(StatOp op) {
+    received[static_cast<size_t>(op)].add();
+    in_flight.add();
+  }
+  // A request was answered (`ok`: BLKIF_RSP_OKAY) `latency_ns` after it was consumed.
+  void request_answered(StatOp op, bool ok, uint64_t latency_ns) {
+    completed[static_cast<size_t>(op)].add();
+    if (!ok) failed[static_cast<size_t>(op)].add();
+    record_latency_ns(latency_ns);
+    in_flight.sub();
+  }
   void record_latency_ns(uint64_t ns);
   StatsSnapshot snapshot() const;
 };

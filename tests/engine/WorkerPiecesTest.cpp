@@ -1,0 +1,140 @@
+// The pieces of a queue worker that are not the request path: the barrier
+// sequence, the command mailbox and the idle policy's busy-poll budget.
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <array>
+#include <cerrno>
+#include <thread>
+
+#include "backend/engine/BarrierSequence.hpp"
+#include "backend/engine/IdlePolicy.hpp"
+#include "backend/engine/WorkerMailbox.hpp"
+
+namespace xbb::backend {
+namespace {
+
+using Step = BarrierSequence::Step;
+
+TEST(BarrierSequence, DrainsFlushesWritesFlushesThenAnswers) {
+  BarrierSequence b;
+  EXPECT_FALSE(b.active());
+  b.begin(/*has_data=*/true, /*flush=*/true);
+  EXPECT_TRUE(b.active());
+  EXPECT_TRUE(b.draining());
+  EXPECT_EQ(b.drained(), Step::Flush);
+  EXPECT_FALSE(b.draining());
+  EXPECT_EQ(b.drained(), Step::Wait) << "drained() means nothing once the flush is out";
+  EXPECT_EQ(b.finished(0), Step::Write);
+  EXPECT_EQ(b.finished(4096), Step::Flush);
+  EXPECT_TRUE(b.active());
+  EXPECT_EQ(b.finished(0), Step::Answer);
+  EXPECT_EQ(b.result(), 0);
+  EXPECT_FALSE(b.active());
+}
+
+TEST(BarrierSequence, WithoutDataOnlyFlushes) {
+  BarrierSequence b;
+  b.begin(false, true);
+  EXPECT_EQ(b.drained(), Step::Flush);
+  EXPECT_EQ(b.finished(0), Step::Answer);
+  EXPECT_EQ(b.result(), 0);
+}
+
+TEST(BarrierSequence, StorageWithoutCacheOnlyWrites) {
+  BarrierSequence b;
+  b.begin(true, false);
+  EXPECT_EQ(b.drained(), Step::Write);
+  EXPECT_EQ(b.finished(512), Step::Answer);
+  EXPECT_EQ(b.result(), 0);
+  b.begin(false, false);
+  EXPECT_EQ(b.drained(), Step::Answer) << "nothing to flush, nothing to write";
+  EXPECT_FALSE(b.active());
+}
+
+TEST(BarrierSequence, TheFirstFailureIsTheAnswer) {
+  BarrierSequence b;
+  b.begin(true, true);
+  ASSERT_EQ(b.drained(), Step::Flush);
+  EXPECT_EQ(b.finished(-EIO), Step::Answer) << "no write after a failed flush";
+  EXPECT_EQ(b.result(), -EIO);
+
+  b.begin(true, true);
+  ASSERT_EQ(b.drained(), Step::Flush);
+  ASSERT_EQ(b.finished(0), Step::Write);
+  EXPECT_EQ(b.finished(-ENOSPC), Step::Answer) << "no flush after a failed write";
+  EXPECT_EQ(b.result(), -ENOSPC);
+
+  b.begin(true, true);
+  ASSERT_EQ(b.drained(), Step::Flush);
+  ASSERT_EQ(b.finished(0), Step::Write);
+  ASSERT_EQ(b.finished(4096), Step::Flush);
+  EXPECT_EQ(b.finished(-EIO), Step::Answer);
+  EXPECT_EQ(b.result(), -EIO);
+}
+
+bool readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1;
+}
+
+TEST(WorkerMailbox, TheFirstLookTakesNothingButLooks) {
+  WorkerMailbox box;
+  EXPECT_TRUE(box.pending()) << "a new worker's first pass looks";
+  WorkerMailbox::Commands c;
+  EXPECT_TRUE(box.take(c));
+  EXPECT_FALSE(c.stop);
+  EXPECT_FALSE(c.tunables);
+  EXPECT_FALSE(box.pending());
+  EXPECT_FALSE(box.take(c));
+}
+
+TEST(WorkerMailbox, DeliversStopAndTheLatestTunablesFromAnotherThread) {
+  WorkerMailbox box;
+  WorkerMailbox::Commands c;
+  box.take(c);
+  ASSERT_FALSE(readable(box.fd()));
+  std::thread control([&] {
+    Tunables t;
+    t.notify_batch = 4;
+    box.post_tunables(t);
+    t.notify_batch = 8;
+    box.post_tunables(t);
+  });
+  control.join();
+  EXPECT_TRUE(readable(box.fd())) << "a sleeping worker wakes";
+  EXPECT_TRUE(box.pending());
+  ASSERT_TRUE(box.take(c));
+  ASSERT_TRUE(c.tunables);
+  EXPECT_EQ(c.tunables->notify_batch, 8u) << "the latest settings win";
+  EXPECT_FALSE(c.stop);
+  EXPECT_FALSE(readable(box.fd())) << "taking drains the eventfd";
+  box.post_stop();
+  ASSERT_TRUE(box.take(c));
+  EXPECT_TRUE(c.stop);
+  EXPECT_FALSE(c.tunables) << "tunables are delivered once";
+}
+
+TEST(IdlePolicy, PollsOnlyAfterWorkAndSleepsUntilADeadline) {
+  WorkerMailbox box;
+  IdlePolicy idle({box.fd()});
+  WorkerMailbox::Commands c;
+  box.take(c);
+  int looks = 0;
+  EXPECT_FALSE(idle.poll([&] { return ++looks > 0; }, IdlePolicy::kNoDeadline))
+      << "no budget before any work: straight to sleep";
+  EXPECT_EQ(looks, 0);
+  idle.woke_to_work();
+  EXPECT_TRUE(idle.poll([&] { return ++looks >= 3; }, IdlePolicy::kNoDeadline));
+  EXPECT_EQ(looks, 3);
+  EXPECT_TRUE(idle.poll([] { return false; }, 0)) << "a deadline already past ends the poll as due";
+
+  std::array<epoll_event, 2> events;
+  EXPECT_EQ(idle.sleep(events, fast_clock::now_ns()), 0) << "nothing readable: back at the deadline";
+  box.post_stop();
+  ASSERT_EQ(idle.sleep(events, IdlePolicy::kNoDeadline), 1);
+  EXPECT_EQ(events[0].data.fd, box.fd());
+}
+
+}  // namespace
+}  // namespace xbb::backend
