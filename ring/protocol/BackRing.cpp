@@ -29,7 +29,7 @@ BackRing::BackRing(void* ring, unsigned pages, Abi abi, uint32_t start_index)
   if (size_ == 0)
     throw std::invalid_argument("BackRing: ring page count must be 1.." +
                                 std::to_string(kMaxRingPages) + ", got " + std::to_string(pages));
-  unpublished_.reserve(size_);  // never more than a ring's worth owed
+  answers_.resize(size_);
 }
 
 bool BackRing::refresh_producer() {
@@ -53,7 +53,9 @@ bool BackRing::refresh_producer() {
 Availability BackRing::availability() {
   if (!refresh_producer()) return Availability{0, true};
   const uint32_t pending = req_prod_seen_ - req_cons_;
-  const uint32_t free_slots = size_ - (req_cons_ - rsp_prod_pvt_);
+  // An honest frontend never produces past the responses we published; a
+  // frontend that does waits for our next push.
+  const uint32_t free_slots = size_ - (req_cons_ - rsp_prod_pushed_);
   return Availability{pending < free_slots ? pending : free_slots, false};
 }
 
@@ -63,8 +65,9 @@ bool BackRing::next_request(Request& out) {
     if (!refresh_producer() || req_cons_ == req_prod_seen_) return false;
   }
   // RING_REQUEST_CONS_OVERFLOW: every slot holds a request we have not
-  // answered yet; its response would overwrite the next request.
-  if (req_cons_ - rsp_prod_pvt_ >= size_) return false;
+  // answered yet, or a response not yet published; consuming the next one
+  // would reuse its slot (and its entry in answers_).
+  if (req_cons_ - rsp_prod_pushed_ >= size_) return false;
 
   // The one and only read of this slot. The signal fence stops the compiler
   // from re-reading shared memory in place of `copy` below.
@@ -79,12 +82,30 @@ bool BackRing::next_request(Request& out) {
 }
 
 bool BackRing::push_response(uint64_t id, uint8_t wire_operation, int16_t status) {
-  if (rsp_prod_pvt_ == req_cons_) {
+  Answer& entry = answers_[rsp_prod_pvt_ & (size_ - 1)];
+  if (rsp_prod_pvt_ == req_cons_ || entry.recorded) {
     spdlog::error("blkif ring: response for id {} pushed with no request outstanding; dropped", id);
     return false;
   }
-  unpublished_.push_back(Response{id, wire_operation, status});
+  entry = Answer{id, wire_operation, true, status};
   ++rsp_prod_pvt_;
+  return true;
+}
+
+bool BackRing::answer(uint32_t index, uint64_t id, uint8_t wire_operation, int16_t status) {
+  const uint32_t ahead = index - rsp_prod_pvt_;
+  Answer& entry = answers_[index & (size_ - 1)];
+  if (ahead >= req_cons_ - rsp_prod_pvt_ || entry.recorded) {
+    spdlog::error("blkif ring: response for id {} at ring index {}, which is not owed one; dropped", id, index);
+    return false;
+  }
+  entry = Answer{id, wire_operation, true, status};
+  if (ahead != 0) return true;  // waits for an earlier request's answer
+  // The oldest owed request is answered: it and every answer right behind it
+  // become publishable.
+  do {
+    ++rsp_prod_pvt_;
+  } while (rsp_prod_pvt_ != req_cons_ && answers_[rsp_prod_pvt_ & (size_ - 1)].recorded);
   return true;
 }
 
@@ -95,12 +116,13 @@ bool BackRing::push_responses_and_check_notify() {
   // still holds its request until the moment the response is published, so
   // a process killed in between leaves at most this loop's worth of slots
   // rewritten for a successor that adopts the ring at rsp_prod.
-  uint32_t index = old_prod;
-  for (const Response& response : unpublished_) {
-    std::byte* slot = shared_.entries() + size_t(index++ & (size_ - 1)) * entry_bytes_;
-    encode_response(abi_, response, std::span<std::byte>(slot, response_bytes(abi_)));
+  for (uint32_t index = old_prod; index != new_prod; ++index) {
+    Answer& entry = answers_[index & (size_ - 1)];
+    std::byte* slot = shared_.entries() + size_t(index & (size_ - 1)) * entry_bytes_;
+    encode_response(abi_, Response{entry.id, entry.operation, entry.status},
+                    std::span<std::byte>(slot, response_bytes(abi_)));
+    entry.recorded = false;
   }
-  unpublished_.clear();
   shared_.publish_rsp_prod(new_prod);  // release: responses before the index
   SharedRingIndices::full_barrier();   // index visible before reading rsp_event
   rsp_prod_pushed_ = new_prod;

@@ -152,6 +152,121 @@ TEST_P(BackRingTest, ResponsesReachTheirSlotsOnlyWhenPublished) {
   EXPECT_FALSE(front.next_response(rsp)) << "the third request was never answered";
 }
 
+// Answered in completion order (push_response, as Linux blkback does), the
+// response of a request that finished early goes into the slot of an earlier
+// one still in flight: a successor adopting the ring at rsp_prod would serve
+// the early request again and never see the earlier one. This is the crash
+// that ring order (answer()) prevents.
+TEST_P(BackRingTest, CompletionOrderOverwritesAnEarlierRequestsSlot) {
+  RingMemory mem(1, 0);
+  init_shared_ring(mem.data(), 1);
+  FrontRing front(mem.data(), 1, abi());
+  BackRing back(mem.data(), 1, abi());
+  for (uint64_t id = 0; id < 2; ++id) ASSERT_TRUE(front.push_request(full_pages_request(kOpWrite, 0x800 + id, id * 8, 1)));
+  front.push_requests_and_check_notify();
+  Request got[2];
+  for (auto& r : got) ASSERT_TRUE(back.next_request(r));
+  ASSERT_TRUE(back.push_response(got[1].id, got[1].wire_operation, kStatusOkay));  // the second finished first
+  back.push_responses_and_check_notify();
+  ASSERT_EQ(mem.rsp_prod(), 1u);
+
+  BackRing successor(mem.data(), 1, abi(), mem.rsp_prod());
+  Request again;
+  ASSERT_TRUE(successor.next_request(again));
+  EXPECT_EQ(again.id, 0x801u) << "the answered request is served a second time";
+  EXPECT_FALSE(successor.next_request(again)) << "and the unanswered one (0x800) is never seen";
+}
+
+// Ring order: each response goes into its own request's slot, and is
+// published once every earlier request is answered, so a successor adopting
+// at rsp_prod finds exactly the unanswered requests, intact.
+TEST_P(BackRingTest, RingOrderPublishesEachAnswerInItsOwnSlot) {
+  RingMemory mem(1, 0);
+  init_shared_ring(mem.data(), 1);
+  FrontRing front(mem.data(), 1, abi());
+  BackRing back(mem.data(), 1, abi());
+  constexpr uint32_t kRequests = 5;
+  for (uint64_t id = 0; id < kRequests; ++id)
+    ASSERT_TRUE(front.push_request(full_pages_request(kOpRead, 0x900 + id, id * 8, 1)));
+  front.push_requests_and_check_notify();
+  Request got[kRequests];
+  for (uint32_t i = 0; i < kRequests; ++i) {
+    EXPECT_EQ(back.req_cons(), i);
+    ASSERT_TRUE(back.next_request(got[i]));
+  }
+  // Requests 1, 3 and 4 finish before 0 and 2.
+  for (uint32_t i : {1u, 3u, 4u}) ASSERT_TRUE(back.answer(i, got[i].id, got[i].wire_operation, kStatusOkay));
+  EXPECT_EQ(back.unpublished(), 0u) << "nothing may pass the unanswered request 0";
+  EXPECT_EQ(back.responses_owed(), kRequests);
+  back.push_responses_and_check_notify();
+  EXPECT_EQ(mem.rsp_prod(), 0u);
+  {
+    BackRing successor(mem.data(), 1, abi(), mem.rsp_prod());
+    for (uint32_t i = 0; i < kRequests; ++i) {
+      Request again;
+      ASSERT_TRUE(successor.next_request(again));
+      EXPECT_EQ(again.id, 0x900u + i) << "slot " << i << " still holds its request";
+    }
+  }
+
+  ASSERT_TRUE(back.answer(0, got[0].id, got[0].wire_operation, kStatusError));
+  EXPECT_EQ(back.unpublished(), 2u) << "0 and the 1 waiting behind it";
+  back.push_responses_and_check_notify();
+  EXPECT_EQ(mem.rsp_prod(), 2u);
+  {
+    BackRing successor(mem.data(), 1, abi(), mem.rsp_prod());
+    Request again;
+    for (uint32_t i = 2; i < kRequests; ++i) {
+      ASSERT_TRUE(successor.next_request(again));
+      EXPECT_EQ(again.id, 0x900u + i) << "slot " << i << " still holds its request";
+    }
+  }
+  ASSERT_TRUE(back.answer(2, got[2].id, got[2].wire_operation, kStatusOkay));
+  EXPECT_EQ(back.responses_owed(), 0u);
+  back.push_responses_and_check_notify();
+  EXPECT_EQ(mem.rsp_prod(), kRequests);
+
+  for (uint32_t i = 0; i < kRequests; ++i) {
+    Response rsp;
+    ASSERT_TRUE(front.next_response(rsp));
+    EXPECT_EQ(rsp.id, 0x900u + i) << "responses come back in ring order";
+    EXPECT_EQ(rsp.status, i == 0 ? kStatusError : kStatusOkay);
+  }
+}
+
+TEST_P(BackRingTest, RingOrderRefusesWhatIsNotOwed) {
+  RingMemory mem(1);
+  init_shared_ring(mem.data(), 1);
+  BackRing back(mem.data(), 1, abi());
+  mem.set_req_prod(3);
+  Request r;
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(back.next_request(r));
+  EXPECT_FALSE(back.answer(2, 7, 0, kStatusOkay)) << "index 2 was produced but not consumed";
+  EXPECT_TRUE(back.answer(1, 7, 0, kStatusOkay));
+  EXPECT_FALSE(back.answer(1, 7, 0, kStatusOkay)) << "answered twice";
+  EXPECT_TRUE(back.answer(0, 6, 0, kStatusOkay));
+  EXPECT_FALSE(back.answer(0, 6, 0, kStatusOkay)) << "already published";
+  EXPECT_FALSE(back.answer(0xffffffffu, 5, 0, kStatusOkay)) << "before anything consumed";
+  EXPECT_EQ(back.rsp_prod_pvt(), 2u);
+}
+
+TEST_P(BackRingTest, RingOrderSurvivesWraparound) {
+  const uint32_t start = 0xfffffffeu;
+  RingMemory mem(1);
+  init_shared_ring(mem.data(), 1);
+  mem.set_rsp_prod(start);
+  mem.set_req_prod(start + 4);
+  BackRing back(mem.data(), 1, abi(), start);
+  Request r;
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(back.next_request(r));
+  for (uint32_t i : {3u, 1u, 2u}) ASSERT_TRUE(back.answer(start + i, i, 0, kStatusOkay));
+  EXPECT_EQ(back.unpublished(), 0u);
+  ASSERT_TRUE(back.answer(start, 0, 0, kStatusOkay));
+  back.push_responses_and_check_notify();
+  EXPECT_EQ(mem.rsp_prod(), start + 4);
+  EXPECT_EQ(back.responses_owed(), 0u);
+}
+
 TEST_P(BackRingTest, ResponsePaddingIsZeroed) {
   RingMemory mem(1, 0xAA);
   init_shared_ring(mem.data(), 1);
@@ -251,9 +366,13 @@ TEST_P(BackRingTest, NeverConsumesIntoUnansweredSlots) {
   EXPECT_EQ(back.responses_owed(), size);
   EXPECT_EQ(back.availability().unconsumed, 0u);
 
-  // One answer frees one slot; the guest may then produce exactly one more.
+  // One answer frees one slot once the guest can see it (published); the
+  // guest may then produce exactly one more.
   ASSERT_TRUE(back.push_response(0, 0, kStatusOkay));
   mem.set_req_prod(size + 1);
+  EXPECT_EQ(back.availability().unconsumed, 0u) << "the answer still waits in its slot's entry";
+  EXPECT_FALSE(back.next_request(r));
+  back.push_responses_and_check_notify();
   EXPECT_EQ(back.availability().unconsumed, 1u);
   EXPECT_TRUE(back.next_request(r));
   EXPECT_FALSE(back.next_request(r));
@@ -451,6 +570,7 @@ TEST_P(BackRingTest, ConcurrentRewriteYieldsOneSnapshotOrTheOther) {
     // Answer it (this overwrites the slot head), then restore the image so
     // the slot holds READ or INDIRECT again whenever the guest thread runs.
     back.push_response(got.id, got.wire_operation, kStatusOkay);
+    back.push_responses_and_check_notify();
     const uint32_t idx = (prod - 1) & (size - 1);
     std::memcpy(mem.slot(idx, eb).data() + 1, image.data() + 1, eb - 1);
     std::atomic_ref<uint8_t>(*reinterpret_cast<uint8_t*>(mem.slot(idx, eb).data()))
