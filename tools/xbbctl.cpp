@@ -183,6 +183,7 @@ void print_stats(const json& answer) {
                s.value("resource_shortages", 0), s.value("rejected_requests", 0), s.value("ring_halts", 0));
     fmt::print("  event-channel notifications: {} sent ({} held back to cover more responses), {} received\n",
                s.value("notifications_sent", 0), s.value("notifications_held", 0), s.value("notifications_received", 0));
+    fmt::print("  answers that waited for an earlier request's (ring order): {}\n", s.value("responses_held_in_order", 0));
     fmt::print("  latency p50 <= {} us, p99 <= {} us\n", s.value("latency_p50_us", 0), s.value("latency_p99_us", 0));
     fmt::print("  tunables:");
     for (const auto& [name, value] : d["tunables"].items()) fmt::print(" {}={}", name, value.get<std::string>());

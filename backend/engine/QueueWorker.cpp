@@ -57,6 +57,7 @@ void append_iov(std::vector<iovec>& iov, std::byte* base, size_t len) {
 
 struct QueueWorker::Slot {
   ring::Request req{};
+  uint32_t ring_index = 0;  // where the request was in the ring (its answer goes there in ring order)
   uint64_t start_ns = 0;
   uint32_t next = kNone;  // next child of the same list
   bool validated = false;
@@ -164,6 +165,18 @@ void QueueWorker::handle_commands() {
 void QueueWorker::apply_tunables(const Tunables& tunables) {
   tunables_ = tunables;
   publisher_.configure(tunables.notify_batch, uint64_t{tunables.notify_delay_us} * 1000);
+  // Ring order and completion order record answers in different places, so
+  // the order changes only while no answer is owed: the ring is held (as for
+  // a barrier) until what is in flight has been answered.
+  order_change_pending_ = tunables.ordered_responses != ordered_;
+  change_order_when_quiet();
+}
+
+bool QueueWorker::change_order_when_quiet() {
+  if (!order_change_pending_ || ring_.responses_owed() != 0) return false;
+  ordered_ = tunables_.ordered_responses;
+  order_change_pending_ = false;
+  return true;
 }
 
 void QueueWorker::handle_event_channel() {
@@ -171,7 +184,8 @@ void QueueWorker::handle_event_channel() {
 }
 
 bool QueueWorker::can_consume() const {
-  return parked_slot_ == kNone && !stopping_ && !ring_halted_ && !barrier_.active() && !free_slots_.empty();
+  return parked_slot_ == kNone && !stopping_ && !ring_halted_ && !barrier_.active() && !order_change_pending_ &&
+         !free_slots_.empty();
 }
 
 bool QueueWorker::idle() const {
@@ -256,8 +270,9 @@ unsigned QueueWorker::consume_ring() {
       parked_slot_ = kNone;
       ++consumed;
     }
-    if (stopping_ || ring_halted_ || barrier_.active()) {
+    if (stopping_ || ring_halted_ || barrier_.active() || order_change_pending_) {
       dispatch_open_list(/*forced=*/true);
+      if (change_order_when_quiet()) continue;
       return consumed;
     }
     const auto availability = ring_.availability();
@@ -286,6 +301,7 @@ unsigned QueueWorker::consume_ring() {
     const uint32_t s = free_slots_.back();
     free_slots_.pop_back();
     Slot& slot = slots_[s];
+    slot.ring_index = ring_.req_cons();
     if (!ring_.next_request(slot.req)) {
       free_slots_.push_back(s);
       return consumed;
@@ -680,7 +696,13 @@ void QueueWorker::run_barrier(BarrierSequence::Step step) {
 
 void QueueWorker::respond(uint32_t s, int16_t status) {
   Slot& slot = slots_[s];
-  ring_.push_response(slot.req.id, slot.req.wire_operation, status);
+  if (ordered_) {
+    // Later than the oldest request owed an answer: this one waits for it.
+    if (slot.ring_index != ring_.rsp_prod_pvt()) stats_.responses_held_in_order.add();
+    ring_.answer(slot.ring_index, slot.req.id, slot.req.wire_operation, status);
+  } else {
+    ring_.push_response(slot.req.id, slot.req.wire_operation, status);
+  }
   const uint64_t now = now_ns();
   stats_.request_answered(stat_op(slot.req), status == BLKIF_RSP_OKAY, now > slot.start_ns ? now - slot.start_ns : 0);
   release_segments(slot);

@@ -3,7 +3,9 @@
 // bounce buffers and persistent grants. It consumes requests, validates them,
 // merges contiguous ones into request lists (FreeBSD blkback's reqlist),
 // moves data by batched grant copy or on persistent mappings, submits to
-// storage and answers every request. Nothing on this path takes a lock.
+// storage and answers every request, by default in ring order so that the
+// ring can be adopted after a crash (Tunables::ordered_responses). Nothing on
+// this path takes a lock.
 #pragma once
 
 #include <atomic>
@@ -88,6 +90,9 @@ class QueueWorker {
   bool can_consume() const;
   bool idle() const;
   void apply_tunables(const Tunables& tunables);
+  // Switches between ring and completion order once nothing is owed; true
+  // when it did.
+  bool change_order_when_quiet();
 
   // The request path, in the order a request takes it.
   unsigned consume_ring();
@@ -132,6 +137,8 @@ class QueueWorker {
   uint32_t lists_in_storage_ = 0;
   uint32_t flushes_seen_ = 0;
   bool ring_halted_ = false;
+  bool ordered_ = true;                 // answers in ring order (tunable ordered_responses, once quiet)
+  bool order_change_pending_ = false;   // the tunable differs from ordered_: hold the ring until quiet
   uint64_t last_request_ns_ = 0;  // when the last request was consumed
   std::vector<ports::GrantCopySegment> copy_batch_;
   std::vector<storage::IoCompletion> completions_;

@@ -24,10 +24,10 @@ std::optional<std::string> Tunables::set(std::string_view name, std::string_view
   auto bad = [&](const char* want) {
     return std::string("tunable '") + std::string(name) + "': '" + std::string(value) + "' is not " + want;
   };
-  if (name == "no_coalesce_reqs" || name == "disable_flush") {
+  if (name == "no_coalesce_reqs" || name == "disable_flush" || name == "ordered_responses") {
     auto b = parse_bool(value);
     if (!b) return bad("a boolean (0/1)");
-    (name == "no_coalesce_reqs" ? no_coalesce_reqs : disable_flush) = *b;
+    (name == "no_coalesce_reqs" ? no_coalesce_reqs : name == "disable_flush" ? disable_flush : ordered_responses) = *b;
     return std::nullopt;
   }
   if (name == "flush_interval") {
@@ -56,7 +56,7 @@ std::optional<std::string> Tunables::set(std::string_view name, std::string_view
   }
   return "unknown tunable '" + std::string(name) +
          "' (known: no_coalesce_reqs, disable_flush, flush_interval, max_list_segments, notify_batch, "
-         "notify_delay_us)";
+         "notify_delay_us, ordered_responses)";
 }
 
 std::vector<std::pair<std::string, std::string>> Tunables::list() const {
@@ -65,7 +65,8 @@ std::vector<std::pair<std::string, std::string>> Tunables::list() const {
           {"flush_interval", std::to_string(flush_interval)},
           {"max_list_segments", std::to_string(max_list_segments)},
           {"notify_batch", std::to_string(notify_batch)},
-          {"notify_delay_us", std::to_string(notify_delay_us)}};
+          {"notify_delay_us", std::to_string(notify_delay_us)},
+          {"ordered_responses", ordered_responses ? "1" : "0"}};
 }
 
 }  // namespace xbb::backend

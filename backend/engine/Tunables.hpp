@@ -26,6 +26,14 @@ struct Tunables {
   // notify_batch 0 or 1: every event at once, as blkback does.
   uint32_t notify_batch = 0;
   uint32_t notify_delay_us = 2000;
+  // Answer requests in the order the frontend queued them: a response is
+  // written into the ring only once every earlier request is answered. What
+  // makes a ring adoptable after xbbd is killed (SIGKILL, a crash): every
+  // request at or after the published rsp_prod is then intact and is served
+  // again, and none is answered twice. Costs head-of-line blocking (a slow
+  // request holds back the answers of later ones). 0: completion order, as
+  // Linux blkback does.
+  bool ordered_responses = true;
 
   bool operator==(const Tunables&) const = default;
 

@@ -14,7 +14,7 @@ using Kind = BlkRequest::Kind;
 using namespace std::chrono_literals;
 
 IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned requests, unsigned depth,
-                      uint32_t seed) {
+                      uint32_t seed, const std::function<void(uint64_t completed)>& after_completion) {
   std::mt19937 rng(seed);
   IoTally tally;
   struct InFlight {
@@ -22,6 +22,7 @@ IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned r
     uint64_t first, count;  // sectors touched
   };
   std::map<uint64_t, InFlight> flying;
+  uint64_t completed = 0;
   const auto& info = disk.backend();
   const uint64_t sectors = std::min<uint64_t>(info.sectors, model.sectors());
   const uint32_t max_sectors = disk.max_request_sectors();
@@ -55,6 +56,10 @@ IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned r
       model.forget(r.sector, r.sectors);
     }
     flying.erase(it);
+    ++completed;
+  };
+  auto completed_some = [&] {
+    if (after_completion) after_completion(completed);
   };
 
   unsigned issued = 0;
@@ -93,6 +98,7 @@ IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned r
         if (overlaps(first, count)) {
           // Let something finish rather than reorder around it.
           for (auto& c : disk.poll(10ms)) complete(c);
+          completed_some();
           continue;
         }
       }
@@ -102,6 +108,7 @@ IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned r
       auto handle = disk.submit(r);
       if (!handle) {
         for (auto& c : disk.poll(100ms)) complete(c);
+        completed_some();
         continue;
       }
       switch (r.kind) {
@@ -114,10 +121,12 @@ IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned r
       flying.emplace(*handle, InFlight{std::move(r), first, count});
       ++issued;
       for (auto& c : disk.poll(0ms)) complete(c);
+      completed_some();
     } else {
       auto done = disk.poll(5000ms);
       if (done.empty()) throw std::runtime_error("no completion within 5 s (" + std::to_string(flying.size()) + " in flight)");
       for (auto& c : done) complete(c);
+      completed_some();
     }
   }
   return tally;

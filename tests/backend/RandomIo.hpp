@@ -3,6 +3,7 @@
 // the model's order is the disk's), every read verified byte for byte.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
@@ -20,7 +21,10 @@ struct IoTally {
   std::string first_error;
 };
 
+// Throws std::runtime_error when nothing completes for 5 s (requests that
+// are never answered). `after_completion`, if given, is called with the
+// number of requests completed so far each time some complete.
 IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned requests, unsigned depth,
-                      uint32_t seed);
+                      uint32_t seed, const std::function<void(uint64_t completed)>& after_completion = {});
 
 }  // namespace xbb::backendtest

@@ -35,6 +35,9 @@ TEST(Tunables, SetsEveryTunableAndRejectsBadValues) {
   EXPECT_EQ(t.notify_batch, 0u);
   EXPECT_FALSE(t.set("notify_delay_us", "500"));
   EXPECT_EQ(t.notify_delay_us, 500u);
+  EXPECT_TRUE(t.ordered_responses) << "crash-safe ring order by default";
+  EXPECT_FALSE(t.set("ordered_responses", "0"));
+  EXPECT_FALSE(t.ordered_responses);
 
   const Tunables before = t;
   auto error = t.set("flush_interval", "-1");
@@ -45,6 +48,7 @@ TEST(Tunables, SetsEveryTunableAndRejectsBadValues) {
   EXPECT_TRUE(t.set("max_list_segments", "99999"));
   EXPECT_TRUE(t.set("notify_batch", "2000"));
   EXPECT_TRUE(t.set("notify_delay_us", "100001"));
+  EXPECT_TRUE(t.set("ordered_responses", "2"));
   error = t.set("no_such_tunable", "1");
   ASSERT_TRUE(error);
   EXPECT_NE(error->find("unknown tunable"), std::string::npos);
@@ -55,6 +59,7 @@ TEST(Tunables, ListRoundTripsThroughSet) {
   Tunables t;
   t.no_coalesce_reqs = true;
   t.flush_interval = 3;
+  t.ordered_responses = false;
   Tunables copy;
   for (auto& [name, value] : t.list()) EXPECT_FALSE(copy.set(name, value)) << name;
   EXPECT_EQ(copy, t);

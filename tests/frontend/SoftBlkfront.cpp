@@ -277,6 +277,14 @@ void SoftBlkfront::reinitialise() {
 
 uint32_t SoftBlkfront::grants_held() const { return memory_.granted(); }
 
+std::vector<uint64_t> SoftBlkfront::unanswered() const {
+  std::vector<uint64_t> handles;
+  for (const auto& q : queues_)
+    for (const auto& shadow : q.shadow)
+      if (shadow.in_use) handles.push_back(shadow.handle);
+  return handles;
+}
+
 size_t SoftBlkfront::queue_depth() const { return queues_.empty() ? 0 : queues_[0].ring->size(); }
 
 uint32_t SoftBlkfront::max_request_sectors() const {
@@ -351,7 +359,7 @@ std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
   shadow.kind = request.kind;
 
   ring::Request req{};
-  req.id = id;
+  req.id = config_.unique_ids ? id + uint64_t{queue.ring->size()} * ++queue.id_generation : id;
   req.handle = static_cast<uint16_t>(devid_);
   req.sector_number = request.sector;
   switch (request.kind) {
@@ -463,6 +471,8 @@ std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
   }
 
   shadow.expected_operation = req.wire_operation;  // for INDIRECT, the indirect_op
+  shadow.wire_id = req.id;
+  shadow.ring_index = queue.ring->req_prod_pvt();
   if (!queue.ring->push_request(req)) {
     end_request_grants(queue, shadow);
     shadow.reset();
@@ -499,6 +509,8 @@ void SoftBlkfront::end_request_grants(Queue& queue, Shadow& shadow) {
 void SoftBlkfront::Shadow::reset() {
   in_use = false;
   handle = 0;
+  wire_id = 0;
+  ring_index = 0;
   expected_operation = 0;
   kind = BlkRequest::Kind::Read;
   data_pages.clear();
@@ -516,12 +528,15 @@ void SoftBlkfront::process_queue(unsigned q, std::vector<BlkCompletion>& out) {
   if (!queue.ring) return;
   for (;;) {
     ring::Response rsp;
-    while (queue.ring->next_response(rsp)) {
-      if (rsp.id >= queue.shadow.size() || !queue.shadow[rsp.id].in_use) {
+    for (uint32_t index = queue.ring->rsp_cons(); queue.ring->next_response(rsp); index = queue.ring->rsp_cons()) {
+      const uint64_t slot = rsp.id % queue.shadow.size();
+      if (!queue.shadow[slot].in_use || queue.shadow[slot].wire_id != rsp.id) {
+        ++responses_not_pending_;
         violation("queue " + std::to_string(q) + ": response for id " + std::to_string(rsp.id) + " that is not pending");
         continue;
       }
-      Shadow& shadow = queue.shadow[rsp.id];
+      Shadow& shadow = queue.shadow[slot];
+      if (shadow.ring_index != index) ++responses_out_of_ring_order_;
       if (rsp.operation != shadow.expected_operation) {
         violation("queue " + std::to_string(q) + ": response for id " + std::to_string(rsp.id) + " has operation " +
                   std::to_string(rsp.operation) + ", request had " + std::to_string(shadow.expected_operation));
@@ -542,7 +557,7 @@ void SoftBlkfront::process_queue(unsigned q, std::vector<BlkCompletion>& out) {
       }
       end_request_grants(queue, shadow);
       shadow.reset();
-      queue.free_ids.push_back(static_cast<uint32_t>(rsp.id));
+      queue.free_ids.push_back(static_cast<uint32_t>(slot));
       --in_flight_;
       out.push_back(std::move(done));
     }

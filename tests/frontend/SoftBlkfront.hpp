@@ -58,6 +58,12 @@ struct FrontendConfig {
   // stays empty). The backend's work is unchanged; the frontend's is what a
   // guest whose data already lives in the granted pages would do.
   bool move_data = true;
+  // Never reuse a request id on a ring (ids are the shadow index plus a
+  // multiple of the ring size that grows with each reuse). Linux reuses an
+  // id as soon as its response arrives, so a backend that answers a request
+  // twice can hit the id's next request and go unnoticed; with unique ids
+  // every duplicate answer is an id that is not pending.
+  bool unique_ids = false;
 };
 
 // What the backend published (read at connect).
@@ -186,11 +192,21 @@ class SoftBlkfront {
   // Times responses were found only after a whole event wait (100 ms) ran
   // out: an event the backend owed and did not send (or sent that late).
   uint64_t responses_without_event() const { return responses_without_event_; }
+  // Responses whose id was not pending (answered twice, or never asked):
+  // each is also a violation.
+  uint64_t responses_not_pending() const { return responses_not_pending_; }
+  // Responses found in another request's ring slot than their own (the
+  // backend answered in completion order, not ring order). Legal.
+  uint64_t responses_out_of_ring_order() const { return responses_out_of_ring_order_; }
+  // Handles of the requests submitted and not (yet) answered.
+  std::vector<uint64_t> unanswered() const;
 
  private:
   struct Shadow {
     bool in_use = false;
     uint64_t handle = 0;
+    uint64_t wire_id = 0;     // the id the request carries on the ring
+    uint32_t ring_index = 0;  // the ring slot the request went into
     uint8_t expected_operation = 0;
     BlkRequest::Kind kind = BlkRequest::Kind::Read;
     std::vector<uint32_t> data_pages;      // page per segment
@@ -214,6 +230,7 @@ class SoftBlkfront {
     ports::EvtchnPort port = 0;
     std::vector<Shadow> shadow;
     std::vector<uint32_t> free_ids;
+    uint64_t id_generation = 0;  // unique_ids: bumped at every submission
     // Persistent grants, per ring like Linux: granted read-write once, kept
     // for the life of the connection, reused for reads and writes alike.
     std::vector<std::pair<uint32_t, ports::GrantRef>> pool_free;
@@ -256,6 +273,8 @@ class SoftBlkfront {
   std::vector<std::string> violations_;
   bool waited_out_ = false;  // the last event wait ran its whole cap out
   uint64_t responses_without_event_ = 0;
+  uint64_t responses_not_pending_ = 0;
+  uint64_t responses_out_of_ring_order_ = 0;
 };
 
 }  // namespace xbb::frontend
