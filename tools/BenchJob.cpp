@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "backend/engine/FaultSpec.hpp"
 #include "storage/SizeParser.hpp"
 
 namespace xbb::bench {
@@ -31,6 +32,8 @@ prints both side by side with the ratio xbbd/fio.
                     on when the file system allows it; tmpfs does from Linux 6.6)
   --no-persistent   do not use persistent grants (grant copy for every page)
   --set NAME=VALUE  an xbbd tunable for the device, as `xbbctl set` takes it
+  --fault SPEC      fault injection in xbbd's storage, as `xbbctl fault` takes it
+                    (e.g. rate=0,latency=0us-2ms); fio runs without it
                     (e.g. notify_batch=8); may be repeated
   --copy-data       the frontend copies read data out of its pages like the
                     tests do (default: lean, it does not)
@@ -152,6 +155,10 @@ std::optional<BenchJob> parse_bench_args(const std::vector<std::string>& args) {
       const auto eq = v.find('=');
       if (eq == std::string::npos) throw std::invalid_argument("--set: NAME=VALUE, not '" + v + "'");
       if (auto error = job.tunables.set(v.substr(0, eq), v.substr(eq + 1))) throw std::invalid_argument("--set: " + *error);
+    } else if (name == "--fault") {
+      job.fault = arg();
+      const auto parsed = backend::parse_fault_spec(job.fault);
+      if (auto* error = std::get_if<std::string>(&parsed)) throw std::invalid_argument("--fault: " + *error);
     } else if (name == "--copy-data") {
       job.lean_frontend = false;
     } else if (name == "--prefill") {

@@ -33,6 +33,7 @@ struct BenchJob {
   DirectMode direct = DirectMode::Auto;
   bool persistent_grants = true;
   backend::Tunables tunables;      // xbbd's per-device tunables (--set)
+  std::string fault;               // xbbd's fault injection (--fault, as `xbbctl fault` takes it); fio gets none
   bool lean_frontend = true;       // the frontend skips copying read data out (see SoftBlkfront)
   std::optional<bool> prefill;     // write the region before measuring (default: for ram: targets)
   bool run_fio = true;

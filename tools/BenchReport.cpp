@@ -35,6 +35,7 @@ nlohmann::json job_json(const BenchJob& j) {
                         {"lean_frontend", j.lean_frontend}, {"seed", j.seed}};
   if (j.pattern == Pattern::RandRW) out["rwmixread"] = j.rwmixread;
   for (const auto& [name, value] : j.tunables.list()) out["tunables"][name] = value;
+  if (!j.fault.empty()) out["fault"] = j.fault;
   return out;
 }
 
@@ -73,6 +74,7 @@ std::string format_table(const Comparison& c) {
   std::string tunables;
   for (const auto& [name, value] : j.tunables.list()) tunables += fmt::format(" {}={}", name, value);
   out += fmt::format("  xbbd tunables:{}\n", tunables);
+  if (!j.fault.empty()) out += fmt::format("  xbbd fault injection: {} (fio runs without it)\n", j.fault);
   out += fmt::format("  host: {}\n\n", c.host_note);
   out += fmt::format("  {:<20} {:>10} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}\n", "", "IOPS", "MiB/s", "mean us",
                      "p50 us", "p99 us", "p99.9 us", "CPU us/req", "front us/req");

@@ -65,7 +65,7 @@ TEST(BenchJob, DefaultsAndOptions) {
   EXPECT_EQ(job->iodepth, 32u);
   job = parse({"--target", "/dev/shm/x.img", "--rw=randrw", "--rwmixread", "70", "--bs", "1m", "--iodepth=8",
                "--numjobs", "2", "--runtime", "2.5", "--size", "64M", "--direct", "0", "--copy-data", "--json",
-               "--set", "notify_batch=8", "--set=no_coalesce_reqs=1"});
+               "--set", "notify_batch=8", "--set=no_coalesce_reqs=1", "--fault", "rate=0,latency=0us-2ms"});
   ASSERT_TRUE(job);
   EXPECT_EQ(job->target, "/dev/shm/x.img");
   EXPECT_EQ(job->pattern, Pattern::RandRW);
@@ -80,6 +80,7 @@ TEST(BenchJob, DefaultsAndOptions) {
   EXPECT_TRUE(job->json);
   EXPECT_EQ(job->tunables.notify_batch, 8u);
   EXPECT_TRUE(job->tunables.no_coalesce_reqs);
+  EXPECT_EQ(job->fault, "rate=0,latency=0us-2ms");
   EXPECT_FALSE(parse({"--help"}));
 }
 
@@ -90,7 +91,8 @@ TEST(BenchJob, BadOptionsAreRefusedWithAMessage) {
       {"--runtime", "-1"},  {"--runtime", "soon"},   {"--runtime", "0"},     {"--rwmixread", "101"},
       {"--direct", "yes"},  {"--ring-order", "5"},   {"--bogus"},            {"--target"},
       {"--iodepth", "64", "--ring-order", "0"},      {"--size", "1k"},       {"--iodepth", "1x"},
-      {"--set", "notify_batch"},                     {"--set", "bogus=1"},   {"--set", "notify_batch=-1"}};
+      {"--set", "notify_batch"},                     {"--set", "bogus=1"},   {"--set", "notify_batch=-1"},
+      {"--fault", "latency=fast"}};
   for (const auto& args : bad) {
     try {
       parse(args);

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <xen/io/blkif.h>
 
@@ -126,6 +127,7 @@ XbbdRun run_xbbd(const BenchJob& job, bool direct_io) {
   options.vbd.direct_io = direct_io;
   options.vbd.persistent_grants = job.persistent_grants;
   options.vbd.tunables = job.tunables;
+  options.vbd.fault_injection = !job.fault.empty();
   // Enough persistent grants and bounce pages for the whole working set, so
   // a run measures the steady state rather than running out of either.
   options.vbd.persistent_grants_per_queue = std::max(options.vbd.persistent_grants_per_queue, working_set + 64);
@@ -162,6 +164,18 @@ XbbdRun run_xbbd(const BenchJob& job, bool direct_io) {
   if (toolstack_xs.read(xs::kNoTransaction, backend_dir + "/hotplug-status") != "connected")
     throw std::runtime_error("xbbd refused the target: " +
                              toolstack_xs.read(xs::kNoTransaction, backend_dir + "/hotplug-error").value_or("(no reason given)"));
+
+  if (!job.fault.empty()) {
+    // As `xbbctl fault` does, through the control thread.
+    std::promise<nlohmann::json> answer;
+    auto answered = answer.get_future();
+    daemon.post([&] {
+      answer.set_value(daemon.handle_command(
+          {{"command", "fault"}, {"device", fmt::format("{}/{}", kGuest, kDevid)}, {"spec", job.fault}}));
+    });
+    const auto reply = answered.get();
+    if (!reply.value("ok", false)) throw std::runtime_error("--fault: " + reply.dump());
+  }
 
   frontend::FrontendConfig config;
   config.ring_page_order = order;
