@@ -291,7 +291,9 @@ uint32_t SoftBlkfront::max_request_sectors() const {
   unsigned segments = ring::kMaxDirectSegments;
   if (config_.use_indirect && info_.max_indirect_segments > segments)
     segments = std::min(info_.max_indirect_segments, ring::kMaxSegments);
-  return segments * ring::kSectorsPerPage - config_.first_sector_offset;
+  const unsigned per = std::clamp(config_.segment_sectors, 1u, ring::kSectorsPerPage);
+  const unsigned offset = config_.first_sector_offset % ring::kSectorsPerPage;
+  return std::min(per, ring::kSectorsPerPage - offset) + (segments - 1) * per;
 }
 
 unsigned SoftBlkfront::pick_queue(const BlkRequest& request) {
@@ -325,11 +327,13 @@ std::pair<uint32_t, ports::GrantRef> SoftBlkfront::data_page(Queue& queue, bool 
   return {*page, memory_.grant(*page, backend_id, !writable_by_backend)};
 }
 
-std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
+std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request, bool last) {
   if (!connected_) throw std::logic_error("softblkfront: submit before connect");
   using Kind = BlkRequest::Kind;
+  // Barriers and flushes may carry data (direct segments only).
+  const bool ordered_write = request.kind == Kind::Barrier || request.kind == Kind::Flush;
   const bool carries_data =
-      request.kind == Kind::Read || request.kind == Kind::Write || (request.kind == Kind::Barrier && !request.data.empty());
+      request.kind == Kind::Read || request.kind == Kind::Write || (ordered_write && !request.data.empty());
   const uint64_t bytes = request.kind == Kind::Read ? uint64_t(request.sectors) * kSector
                          : carries_data            ? request.data.size()
                                                    : 0;
@@ -337,14 +341,16 @@ std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
   if ((request.kind == Kind::Read || request.kind == Kind::Write) && bytes == 0)
     throw std::invalid_argument("softblkfront: read/write without data");
   const unsigned offset = config_.first_sector_offset % ring::kSectorsPerPage;
+  const unsigned per_segment = std::clamp(config_.segment_sectors, 1u, ring::kSectorsPerPage);
   const uint64_t data_sectors = bytes / kSector;
+  const unsigned first_capacity = std::min(per_segment, ring::kSectorsPerPage - offset);
   const unsigned nsegs =
       data_sectors == 0 ? 0
-                        : static_cast<unsigned>((data_sectors + offset + ring::kSectorsPerPage - 1) / ring::kSectorsPerPage);
+                        : 1 + static_cast<unsigned>((data_sectors - std::min<uint64_t>(data_sectors, first_capacity) +
+                                                     per_segment - 1) / per_segment);
   const bool force_indirect = request.misbehaviour == Misbehaviour::GarbageIndirect ||
-                              request.misbehaviour == Misbehaviour::TooManyIndirect;
-  const bool indirect = carries_data && request.kind != Kind::Barrier &&
-                        (nsegs > ring::kMaxDirectSegments || force_indirect);
+                              request.misbehaviour == Misbehaviour::TooManyIndirect || request.force_indirect;
+  const bool indirect = carries_data && !ordered_write && (nsegs > ring::kMaxDirectSegments || force_indirect);
   if (indirect && !force_indirect && (!config_.use_indirect || nsegs > std::min(info_.max_indirect_segments, ring::kMaxSegments)))
     throw std::invalid_argument("softblkfront: request of " + std::to_string(nsegs) + " segments is too large");
   if (!indirect && nsegs > ring::kMaxDirectSegments)
@@ -380,7 +386,8 @@ std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
   uint64_t done = 0;
   for (unsigned i = 0; i < nsegs; ++i) {
     const unsigned first = i == 0 ? offset : 0;
-    const unsigned count = static_cast<unsigned>(std::min<uint64_t>(ring::kSectorsPerPage - first, data_sectors - done));
+    const unsigned count =
+        static_cast<unsigned>(std::min<uint64_t>(std::min(per_segment, ring::kSectorsPerPage - first), data_sectors - done));
     const bool pooled = info_.persistent && request.misbehaviour == Misbehaviour::None;
     auto [page, ref] = data_page(queue, backend_writes, pooled);
     ring::Segment seg{ref, static_cast<uint8_t>(first), static_cast<uint8_t>(first + count - 1)};
@@ -465,6 +472,12 @@ std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
     req.wire_operation = kUnknownOperation;
     req.operation = ring::Operation::Unknown;
   }
+  if (request.wire_operation) {
+    req.wire_operation = *request.wire_operation;
+    req.operation = ring::operation_from_wire(req.wire_operation);
+    if (indirect && req.operation != ring::Operation::Read && req.operation != ring::Operation::Write)
+      req.operation = ring::Operation::Unknown;
+  }
   if (request.misbehaviour == Misbehaviour::RevokedGrant && !shadow.grants.empty()) {
     memory_.revoke(shadow.grants[0]);
     shadow.grants.erase(shadow.grants.begin());
@@ -482,7 +495,7 @@ std::optional<uint64_t> SoftBlkfront::submit(const BlkRequest& request) {
   shadow.in_use = true;
   shadow.handle = next_handle_++;
   ++in_flight_;
-  if (queue.ring->push_requests_and_check_notify()) events_->notify(queue.port);
+  if (last && queue.ring->push_requests_and_check_notify()) events_->notify(queue.port);
   return shadow.handle;
 }
 

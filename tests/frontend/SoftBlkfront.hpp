@@ -51,6 +51,10 @@ struct FrontendConfig {
   // Sector offset (0..7) at which the first segment's data starts in its
   // page; later segments start at 0 (as a bio's first bvec may not).
   unsigned first_sector_offset = 0;
+  // Sectors (1..8) each segment carries at most: 8 fills pages; fewer makes
+  // every segment end inside its page (a guest whose buffers are sub-page
+  // pieces), so no two segments are ever contiguous in memory.
+  unsigned segment_sectors = 8;
   milliseconds timeout{10000};     // every wait for the backend
   // false (benchmarks only): move no data on the frontend side. Write pages
   // are not filled from BlkRequest::data (only its size counts), read pages
@@ -107,6 +111,11 @@ struct BlkRequest {
   bool secure = false;           // Discard: BLKIF_DISCARD_SECURE
   Misbehaviour misbehaviour = Misbehaviour::None;
   std::optional<unsigned> queue; // default: round robin
+  // Protocol corners a well-behaved frontend may use: send Read/Write as
+  // BLKIF_OP_INDIRECT even when it fits a direct request, and put another
+  // byte in the operation (direct) or indirect_op (indirect) on the wire.
+  bool force_indirect = false;
+  std::optional<uint8_t> wire_operation;
 };
 
 struct BlkCompletion {
@@ -161,7 +170,10 @@ class SoftBlkfront {
   // Async I/O. submit() returns a handle, or nullopt when the chosen ring
   // (or every ring, for round robin) is full: poll() and retry. Throws
   // std::invalid_argument for a request it cannot express (too large).
-  std::optional<uint64_t> submit(const BlkRequest& request);
+  // `last` false keeps the request from the backend (req_prod unpublished)
+  // until a later submit() with `last` true publishes them all at once, as
+  // Linux blk-mq batches with bd->last.
+  std::optional<uint64_t> submit(const BlkRequest& request, bool last = true);
   // Waits up to `timeout` for at least one completion (0: do not wait) and
   // returns every completion available.
   std::vector<BlkCompletion> poll(milliseconds timeout);
