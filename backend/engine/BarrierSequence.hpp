@@ -1,9 +1,14 @@
-// A write barrier (BLKIF_OP_WRITE_BARRIER) as a sequence of storage steps:
-// every earlier request finishes, the cache is flushed, the barrier's data
-// (if any) is written, the cache is flushed again, then the barrier is
-// answered. Linux blkback drains and writes with REQ_PREFLUSH; the flush
-// after the write is ours, so that an answered barrier is on stable storage
-// whatever the storage's FUA support.
+// A write ordered by cache flushes, as a sequence of storage steps:
+//
+// - a write barrier (BLKIF_OP_WRITE_BARRIER): every earlier request
+//   finishes, the cache is flushed, the barrier's data (if any) is written,
+//   the cache is flushed again, then the barrier is answered. Linux blkback
+//   drains and writes with REQ_PREFLUSH; the flush after the write is ours,
+//   so that an answered barrier is on stable storage whatever the storage's
+//   FUA support.
+// - a flush carrying data (BLKIF_OP_FLUSH_DISKCACHE with segments): the
+//   cache is flushed, then the data written, as blkback's REQ_PREFLUSH write
+//   does; nothing is drained (a flush covers the writes already answered).
 //
 // Pure logic: the queue worker submits each step and reports how it ended;
 // this only says what comes next. Owned by one queue worker.
@@ -22,13 +27,24 @@ class BarrierSequence {
     Answer,  // done: answer the barrier with result()
   };
 
-  // A barrier arrived. `has_data`: it carries segments to write. `flush`:
-  // the storage has a cache to flush (and flushing is not disabled).
-  void begin(bool has_data, bool flush) {
-    phase_ = Phase::Draining;
-    has_data_ = has_data;
-    flush_ = flush;
+  struct Plan {
+    bool drain = true;         // wait for every earlier request to leave the storage
+    bool has_data = false;     // there are segments to write
+    bool flush_before = true;  // flush before writing (false: no cache, or flushing disabled)
+    bool flush_after = true;   // and after
+  };
+  // A barrier: drains, flushes around its data.
+  static constexpr Plan barrier(bool has_data, bool flush) { return {true, has_data, flush, flush}; }
+  // A flush with data: flushes, then writes.
+  static constexpr Plan flushed_write(bool flush) { return {false, true, flush, false}; }
+
+  // Starts a sequence; returns its first step (Wait: call drained() once
+  // nothing earlier is in the storage).
+  Step begin(const Plan& plan) {
+    plan_ = plan;
     result_ = 0;
+    phase_ = Phase::Draining;
+    return plan.drain ? Step::Wait : drained();
   }
 
   // A barrier is in progress: nothing after it may be consumed.
@@ -39,7 +55,7 @@ class BarrierSequence {
   // Every earlier request has left the storage: the first step.
   Step drained() {
     if (phase_ != Phase::Draining) return Step::Wait;
-    if (flush_) {
+    if (plan_.flush_before) {
       phase_ = Phase::PreFlush;
       return Step::Flush;
     }
@@ -53,7 +69,7 @@ class BarrierSequence {
         return result < 0 ? answer(result) : start_write();
       case Phase::Write:
         if (result < 0) return answer(result);
-        if (!flush_) return answer(0);
+        if (!plan_.flush_after) return answer(0);
         phase_ = Phase::PostFlush;
         return Step::Flush;
       case Phase::PostFlush:
@@ -72,7 +88,7 @@ class BarrierSequence {
   enum class Phase : uint8_t { None, Draining, PreFlush, Write, PostFlush };
 
   Step start_write() {
-    if (!has_data_) return answer(0);
+    if (!plan_.has_data) return answer(0);
     phase_ = Phase::Write;
     return Step::Write;
   }
@@ -83,8 +99,7 @@ class BarrierSequence {
   }
 
   Phase phase_ = Phase::None;
-  bool has_data_ = false;
-  bool flush_ = false;
+  Plan plan_;
   int result_ = 0;
 };
 

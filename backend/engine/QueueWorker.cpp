@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -85,7 +86,8 @@ QueueWorker::QueueWorker(QueueSetup setup)
       tunables_(setup_.tunables),
       indirect_buffer_(new std::byte[ring::kMaxIndirectPages * ports::kPageSize]),
       publisher_(ring_, *setup_.events, setup_.port, stats_),
-      idle_({mailbox_.fd(), setup_.events->fd(), setup_.storage->completion_fd()}) {
+      idle_({mailbox_.fd(), setup_.events->fd(), setup_.storage->completion_fd()}),
+      block_sector_mask_(std::max<uint32_t>(setup_.geometry.logical_block_size, kSectorSize) / kSectorSize - 1) {
   const size_t entries = ring_.size();
   slots_.resize(entries);
   free_slots_.reserve(entries);
@@ -356,10 +358,23 @@ bool QueueWorker::start_request(uint32_t s) {
       return true;
     }
     case ring::Operation::FlushDiskCache: {
+      if (req.nr_segments > 0) {
+        // Data in a flush: written after the flush, as blkback's REQ_PREFLUSH write.
+        if (!prepare_segments(slot)) return false;
+        if (slot.failed) {
+          respond(s, BLKIF_RSP_ERROR);
+          return true;
+        }
+      }
       dispatch_open_list(false);
       const uint32_t interval = tunables_.flush_interval;
       const bool skip = tunables_.disable_flush || (interval > 1 && (++flushes_seen_ % interval) != 0);
-      if (skip || !setup_.storage_properties->can_flush) {
+      const bool flush = !skip && setup_.storage_properties->can_flush;
+      if (req.nr_segments > 0) {
+        start_barrier(s, BarrierSequence::flushed_write(flush));
+        return true;
+      }
+      if (!flush) {
         respond(s, BLKIF_RSP_OKAY);
         return true;
       }
@@ -377,7 +392,8 @@ bool QueueWorker::start_request(uint32_t s) {
           return true;
         }
       }
-      start_barrier(s);
+      start_barrier(s, BarrierSequence::barrier(req.nr_segments > 0, setup_.storage_properties->can_flush &&
+                                                                          !tunables_.disable_flush));
       return true;
     }
     case ring::Operation::Discard: {
@@ -428,7 +444,10 @@ bool QueueWorker::prepare_segments(Slot& slot) {
   for (unsigned i = 0; i < req.nr_segments; ++i) {
     slot.bounce[i] = kNone;
     slot.data[i] = nullptr;
-    if (persistent_) {
+    // A segment that starts off a logical block within its page (legal, see
+    // Validator.cpp) is bounced: storage opened O_DIRECT wants its buffers
+    // block-aligned, and a bounce page always is.
+    if (persistent_ && (req.segments[i].first_sect & block_sector_mask_) == 0) {
       bool map_failed = false;
       auto* page = static_cast<std::byte*>(persistent_->lookup_or_map(req.segments[i].gref, map_failed));
       mapped_pages_.store(setup_.ring_pages + persistent_->size(), std::memory_order_relaxed);
@@ -462,8 +481,11 @@ void QueueWorker::add_read_write(uint32_t s) {
   const uint64_t offset = req.sector_number * kSectorSize;
   if (open_list_ != kNone) {
     List& open = lists_[open_list_];
+    // Each segment adds at most one iovec: a list never holds more than
+    // storage accepts (IOV_MAX), whatever max_list_segments says.
     const bool joins = !tunables_.no_coalesce_reqs && open.op == op && open.offset + open.length == offset &&
-                       open.segments + req.nr_segments <= tunables_.max_list_segments;
+                       open.segments + req.nr_segments <= tunables_.max_list_segments &&
+                       open.iov.size() + req.nr_segments <= IOV_MAX;
     if (joins) {
       stats_.coalesced_requests.add();
     } else {
@@ -647,15 +669,16 @@ int16_t QueueWorker::status_for(int result) {
   return BLKIF_RSP_ERROR;
 }
 
-void QueueWorker::start_barrier(uint32_t s) {
+void QueueWorker::start_barrier(uint32_t s, const BarrierSequence::Plan& plan) {
   dispatch_open_list(false);
   barrier_list_ = alloc_list(storage::IoOp::Write);
   List& list = lists_[barrier_list_];
   list.head = list.tail = s;
   list.children = 1;
   list.offset = slots_[s].req.sector_number * kSectorSize;
-  barrier_.begin(slots_[s].req.nr_segments > 0, setup_.storage_properties->can_flush && !tunables_.disable_flush);
-  if (lists_in_storage_ == 0) run_barrier(barrier_.drained());
+  BarrierSequence::Step first = barrier_.begin(plan);
+  if (first == BarrierSequence::Step::Wait && lists_in_storage_ == 0) first = barrier_.drained();
+  run_barrier(first);
 }
 
 void QueueWorker::run_barrier(BarrierSequence::Step step) {

@@ -114,8 +114,9 @@ class QueueWorker {
   uint32_t alloc_list(storage::IoOp op);
   void free_list(uint32_t list);
 
-  // Barriers (BarrierSequence says what comes next; these do it).
-  void start_barrier(uint32_t slot);
+  // Barriers and flushes with data (BarrierSequence says what comes next;
+  // these do it).
+  void start_barrier(uint32_t slot, const BarrierSequence::Plan& plan);
   void run_barrier(BarrierSequence::Step step);
 
   QueueSetup setup_;
@@ -146,6 +147,7 @@ class QueueWorker {
   WorkerMailbox mailbox_;
   ResponsePublisher publisher_;
   IdlePolicy idle_;
+  uint32_t block_sector_mask_;  // sectors per logical block - 1
   bool stopping_ = false;                       // a stop was taken from the mailbox
   std::atomic<bool> stopped_{false};
   std::string failure_;                  // written by the worker before stopped_

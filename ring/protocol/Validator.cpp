@@ -61,13 +61,9 @@ Rejection check_segment_count(const Request& req, const DiskGeometry& disk) {
     case Operation::Write:
       if (req.nr_segments == 0) return Rejection::NoSegments;
       break;
-    case Operation::FlushDiskCache:
-      // Linux blkback would treat a flush with data as write + preflush; no
-      // frontend we know sends one, and an engine that only flushes would
-      // silently drop the data, so refuse it.
-      if (req.nr_segments != 0) return Rejection::SegmentsNotAllowed;
-      break;
-    default:  // a barrier may carry data or not
+    default:
+      // A barrier or a flush may carry data or not; with data, Linux
+      // blkback writes it after flushing (REQ_PREFLUSH), and so do we.
       break;
   }
   if (req.nr_segments > kMaxDirectSegments) return Rejection::TooManySegments;
@@ -88,8 +84,6 @@ std::string_view to_string(Rejection r) {
       return "indirect request whose indirect_op is not read or write";
     case Rejection::NoSegments:
       return "read or write without segments";
-    case Rejection::SegmentsNotAllowed:
-      return "flush carrying data segments";
     case Rejection::TooManySegments:
       return "more than 11 segments in a direct request";
     case Rejection::TooManyIndirectSegments:
@@ -137,14 +131,18 @@ Rejection validate(const Request& req, const DiskGeometry& disk) {
   if (req.operation == Operation::Discard) return Rejection::None;
 
   // nr_segments is now bounded by the array (11 direct, kMaxSegments indirect).
+  // Alignment as Linux blkback checks it: the start and every segment's
+  // length are whole logical blocks; where a segment starts in its page is
+  // not checked (blkfront's DMA alignment is 512 bytes whatever the block
+  // size, so a guest may send them). The engine bounces such segments when
+  // it would otherwise hand storage a buffer off the block alignment.
   const uint64_t spb = sectors_per_block(disk);
   uint64_t total = 0;
   for (unsigned i = 0; i < req.nr_segments; ++i) {
     const Segment& s = req.segments[i];
     if (s.first_sect > s.last_sect) return Rejection::BadFirstLastSector;
     if (s.last_sect >= kSectorsPerPage) return Rejection::SectorBeyondPage;
-    if (s.first_sect % spb != 0 || (uint64_t(s.last_sect) + 1) % spb != 0)
-      return Rejection::MisalignedToLogicalBlock;
+    if (s.sectors() % spb != 0) return Rejection::MisalignedToLogicalBlock;
     total += s.sectors();
   }
   if (total == 0) return Rejection::None;  // a flush or barrier without data

@@ -31,12 +31,11 @@ enum class Rejection {
   UnsupportedOperation,      // defined, but not advertised for this disk
   BadIndirectOperation,      // INDIRECT whose indirect_op is not READ or WRITE
   NoSegments,                // READ or WRITE (direct or indirect) without segments
-  SegmentsNotAllowed,        // FLUSH_DISKCACHE carrying data segments
   TooManySegments,           // direct request with more than 11 segments
   TooManyIndirectSegments,   // indirect request beyond the advertised maximum
   BadFirstLastSector,        // a segment's first_sect > last_sect
   SectorBeyondPage,          // a segment's last_sect >= 8
-  MisalignedToLogicalBlock,  // start, length or a segment not on a logical block boundary
+  MisalignedToLogicalBlock,  // start, or a segment's length, not a whole number of logical blocks
   SectorOverflow,            // sector_number + length wraps around 2^64
   PastEndOfDisk,             // the request reaches beyond the last sector
   WriteToReadOnly,           // write, barrier/flush with data, or discard on a read-only disk

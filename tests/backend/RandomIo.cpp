@@ -41,7 +41,7 @@ IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned r
       if (tally.first_error.empty())
         tally.first_error = "status " + std::to_string(c.status) + " for kind " + std::to_string(int(r.kind)) +
                             " at sector " + std::to_string(r.sector);
-    } else if (r.kind == Kind::Write || (r.kind == Kind::Barrier && !r.data.empty())) {
+    } else if (r.kind == Kind::Write || ((r.kind == Kind::Barrier || r.kind == Kind::Flush) && !r.data.empty())) {
       model.write(r.sector, r.data);
       tally.bytes_written += r.data.size();
     } else if (r.kind == Kind::Read) {
@@ -77,8 +77,9 @@ IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned r
       } else if (dice < 85) {
         r.kind = Kind::Read;
       } else if (dice < 90) {
+        // Half of the flushes carry data, written after the flush (blkback's REQ_PREFLUSH write).
         r.kind = Kind::Flush;
-        count = 0;
+        count = rng() % 2 == 0 ? 0 : 1 + rng() % (11 * 8 - disk.config().first_sector_offset);
       } else if (dice < 95 && info.barrier) {
         r.kind = Kind::Barrier;
         count = 1 + rng() % std::min<uint32_t>(max_sectors, 11 * 8 - disk.config().first_sector_offset);
@@ -104,7 +105,8 @@ IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned r
       }
       r.sector = first;
       if (r.kind == Kind::Read || r.kind == Kind::Discard) r.sectors = count;
-      if (r.kind == Kind::Write || r.kind == Kind::Barrier) r.data = frontend::pattern(seed, first, count, ++generation);
+      if (r.kind == Kind::Write || r.kind == Kind::Barrier || (r.kind == Kind::Flush && count > 0))
+        r.data = frontend::pattern(seed, first, count, ++generation);
       auto handle = disk.submit(r);
       if (!handle) {
         for (auto& c : disk.poll(100ms)) complete(c);

@@ -19,7 +19,7 @@ using Step = BarrierSequence::Step;
 TEST(BarrierSequence, DrainsFlushesWritesFlushesThenAnswers) {
   BarrierSequence b;
   EXPECT_FALSE(b.active());
-  b.begin(/*has_data=*/true, /*flush=*/true);
+  EXPECT_EQ(b.begin(BarrierSequence::barrier(/*has_data=*/true, /*flush=*/true)), Step::Wait);
   EXPECT_TRUE(b.active());
   EXPECT_TRUE(b.draining());
   EXPECT_EQ(b.drained(), Step::Flush);
@@ -35,7 +35,7 @@ TEST(BarrierSequence, DrainsFlushesWritesFlushesThenAnswers) {
 
 TEST(BarrierSequence, WithoutDataOnlyFlushes) {
   BarrierSequence b;
-  b.begin(false, true);
+  EXPECT_EQ(b.begin(BarrierSequence::barrier(false, true)), Step::Wait);
   EXPECT_EQ(b.drained(), Step::Flush);
   EXPECT_EQ(b.finished(0), Step::Answer);
   EXPECT_EQ(b.result(), 0);
@@ -43,32 +43,45 @@ TEST(BarrierSequence, WithoutDataOnlyFlushes) {
 
 TEST(BarrierSequence, StorageWithoutCacheOnlyWrites) {
   BarrierSequence b;
-  b.begin(true, false);
+  b.begin(BarrierSequence::barrier(true, false));
   EXPECT_EQ(b.drained(), Step::Write);
   EXPECT_EQ(b.finished(512), Step::Answer);
   EXPECT_EQ(b.result(), 0);
-  b.begin(false, false);
+  b.begin(BarrierSequence::barrier(false, false));
   EXPECT_EQ(b.drained(), Step::Answer) << "nothing to flush, nothing to write";
   EXPECT_FALSE(b.active());
 }
 
 TEST(BarrierSequence, TheFirstFailureIsTheAnswer) {
   BarrierSequence b;
-  b.begin(true, true);
+  b.begin(BarrierSequence::barrier(true, true));
   ASSERT_EQ(b.drained(), Step::Flush);
   EXPECT_EQ(b.finished(-EIO), Step::Answer) << "no write after a failed flush";
   EXPECT_EQ(b.result(), -EIO);
 
-  b.begin(true, true);
+  b.begin(BarrierSequence::barrier(true, true));
   ASSERT_EQ(b.drained(), Step::Flush);
   ASSERT_EQ(b.finished(0), Step::Write);
   EXPECT_EQ(b.finished(-ENOSPC), Step::Answer) << "no flush after a failed write";
   EXPECT_EQ(b.result(), -ENOSPC);
 
-  b.begin(true, true);
+  b.begin(BarrierSequence::barrier(true, true));
   ASSERT_EQ(b.drained(), Step::Flush);
   ASSERT_EQ(b.finished(0), Step::Write);
   ASSERT_EQ(b.finished(4096), Step::Flush);
+  EXPECT_EQ(b.finished(-EIO), Step::Answer);
+  EXPECT_EQ(b.result(), -EIO);
+}
+
+// Linux blkback's REQ_PREFLUSH write: no drain, a flush, the data, no flush after.
+TEST(BarrierSequence, AFlushWithDataFlushesThenWritesWithoutDraining) {
+  BarrierSequence b;
+  EXPECT_EQ(b.begin(BarrierSequence::flushed_write(/*flush=*/true)), Step::Flush) << "nothing to wait for";
+  EXPECT_TRUE(b.active());
+  EXPECT_EQ(b.finished(0), Step::Write);
+  EXPECT_EQ(b.finished(8192), Step::Answer);
+  EXPECT_EQ(b.result(), 0);
+  EXPECT_EQ(b.begin(BarrierSequence::flushed_write(/*flush=*/false)), Step::Write) << "no cache: just the write";
   EXPECT_EQ(b.finished(-EIO), Step::Answer);
   EXPECT_EQ(b.result(), -EIO);
 }

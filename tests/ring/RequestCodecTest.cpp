@@ -90,6 +90,23 @@ TEST_P(RoundTrip, Discard) {
   }
 }
 
+// The byte after a discard's operation is its flag, not nr_segments (as in
+// blkback, which only tests BLKIF_DISCARD_SECURE): other bits mean nothing,
+// and a discard never has segments whatever that byte holds.
+TEST_P(RoundTrip, DiscardFlagBitsOtherThanSecureAreIgnored) {
+  for (uint8_t flag : {uint8_t{0xfe}, uint8_t{0xff}, uint8_t{0x0b}}) {
+    std::array<std::byte, layout::kMaxEntryBytes> slot;
+    ASSERT_TRUE(encode_request(GetParam(), discard_request(0x78, 64, 8, false), slot));
+    slot[1] = std::byte{flag};
+    Request out;
+    ASSERT_TRUE(decode_request(GetParam(), slot, out));
+    EXPECT_EQ(out.operation, Operation::Discard);
+    EXPECT_EQ(out.discard_secure, (flag & kDiscardSecureFlag) != 0) << int(flag);
+    EXPECT_EQ(out.nr_segments, 0) << int(flag);
+    EXPECT_EQ(out.discard_nr_sectors, 8u);
+  }
+}
+
 TEST_P(RoundTrip, IndirectReadAndWrite) {
   for (uint8_t op : {kOpRead, kOpWrite}) {
     for (unsigned n : {1u, 512u, 513u, 4096u, 65535u}) {
