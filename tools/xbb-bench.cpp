@@ -10,6 +10,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "tools/BenchReport.hpp"
@@ -42,6 +43,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   const BenchJob& job = *parsed;
+  // The daemon's log goes to stderr: stdout carries the report (--json
+  // output must parse).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("xbb-bench"));
   spdlog::set_level(spdlog::level::warn);
 
   Comparison c;
