@@ -181,8 +181,30 @@ bool QueueWorker::change_order_when_quiet() {
   return true;
 }
 
+// The port stays masked until the pass after the event has looked for work
+// (late EOI, see EventBackoff): acknowledge_event() unmasks it, at once or
+// after a back-off when the guest's events keep finding nothing to do.
 void QueueWorker::handle_event_channel() {
-  while (auto port = setup_.events->pending()) setup_.events->unmask(*port);
+  while (auto port = setup_.events->pending()) masked_port_ = *port;
+}
+
+void QueueWorker::acknowledge_event() {
+  const uint64_t delay = event_backoff_.event_handled();
+  if (delay == 0) return unmask_event();
+  stats_.events_deferred.add();
+  unmask_at_ns_ = now_ns() + delay;
+}
+
+void QueueWorker::unmask_event() {
+  setup_.events->unmask(*masked_port_);
+  masked_port_.reset();
+  unmask_at_ns_ = 0;
+}
+
+uint64_t QueueWorker::wake_at() const {
+  uint64_t at = publisher_.holding() ? publisher_.deadline_ns() : IdlePolicy::kNoDeadline;
+  if (unmask_at_ns_ != 0) at = std::min(at, unmask_at_ns_);
+  return at;
 }
 
 bool QueueWorker::can_consume() const {
@@ -200,7 +222,10 @@ unsigned QueueWorker::service(bool storage_signalled) {
   // depth for the requests consumed next.
   if (storage_signalled || lists_in_storage_ != 0 || setup_.storage->has_completions()) work += reap_storage();
   const unsigned consumed = consume_ring();
-  if (consumed != 0) publisher_.requests_consumed(last_request_ns_);
+  if (consumed != 0) {
+    publisher_.requests_consumed(last_request_ns_);
+    event_backoff_.requests_seen();
+  }
   work += consumed;
   setup_.storage->flush_submissions();
   // One notification for everything answered in this pass.
@@ -229,7 +254,9 @@ void QueueWorker::run() {
   for (;;) {
     handle_commands();
     if (evtchn_signalled) handle_event_channel();
+    if (unmask_at_ns_ != 0 && now_ns() >= unmask_at_ns_) unmask_event();
     const unsigned work = service(storage_signalled);
+    if (masked_port_ && unmask_at_ns_ == 0) acknowledge_event();
     evtchn_signalled = storage_signalled = false;
     if (stopping_ && idle()) break;
     if (work != 0) {
@@ -237,12 +264,11 @@ void QueueWorker::run() {
       woke = false;
       continue;  // more may have arrived meanwhile: look again before sleeping
     }
-    const uint64_t wake_at = publisher_.holding() ? publisher_.deadline_ns() : IdlePolicy::kNoDeadline;
-    if (idle_.poll(work_showed_up, wake_at)) continue;
+    if (idle_.poll(work_showed_up, wake_at())) continue;
     // About to sleep: ask the frontend for an event on its next request
     // (req_event), closing the race with one produced meanwhile.
     if (can_consume() && ring_.final_check_for_requests()) continue;
-    const int n = idle_.sleep(events, wake_at);
+    const int n = idle_.sleep(events, wake_at());
     if (n < 0 && errno != EINTR) {
       spdlog::error("{}: epoll_wait: {}", setup_.name, std::strerror(errno));
       break;
@@ -275,6 +301,13 @@ unsigned QueueWorker::consume_ring() {
     if (stopping_ || ring_halted_ || barrier_.active() || order_change_pending_) {
       dispatch_open_list(/*forced=*/true);
       if (change_order_when_quiet()) continue;
+      return consumed;
+    }
+    if (consumed >= ring_.size()) {
+      // A ring's worth per pass at most: a guest that refills its ring as
+      // fast as it is answered cannot keep the worker from its commands
+      // (stop, detach, new tunables), which run() takes between passes.
+      dispatch_open_list(/*forced=*/true);
       return consumed;
     }
     const auto availability = ring_.availability();

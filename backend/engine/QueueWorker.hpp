@@ -18,6 +18,7 @@
 
 #include "backend/engine/BarrierSequence.hpp"
 #include "backend/engine/BufferPool.hpp"
+#include "backend/engine/EventBackoff.hpp"
 #include "backend/engine/IdlePolicy.hpp"
 #include "backend/engine/PersistentGrants.hpp"
 #include "backend/engine/ResponsePublisher.hpp"
@@ -84,6 +85,9 @@ class QueueWorker {
   void release_guest_resources();
   void handle_commands();
   void handle_event_channel();
+  void acknowledge_event();
+  void unmask_event();
+  uint64_t wake_at() const;  // when a sleep must end (held notification, deferred unmask)
   // One pass over everything that can move without waiting; returns how many
   // requests and completions it handled.
   unsigned service(bool storage_signalled);
@@ -148,6 +152,9 @@ class QueueWorker {
   ResponsePublisher publisher_;
   IdlePolicy idle_;
   uint32_t block_sector_mask_;  // sectors per logical block - 1
+  EventBackoff event_backoff_;
+  std::optional<ports::EvtchnPort> masked_port_;  // taken by pending(), not yet unmasked
+  uint64_t unmask_at_ns_ = 0;                     // a deferred unmask is due then (0: none)
   bool stopping_ = false;                       // a stop was taken from the mailbox
   std::atomic<bool> stopped_{false};
   std::string failure_;                  // written by the worker before stopped_

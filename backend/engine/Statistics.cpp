@@ -38,6 +38,7 @@ StatsSnapshot& StatsSnapshot::operator+=(const StatsSnapshot& o) {
   notifications_received += o.notifications_received;
   notifications_held += o.notifications_held;
   responses_held_in_order += o.responses_held_in_order;
+  events_deferred += o.events_deferred;
   for (size_t i = 0; i < kLatencyBuckets; ++i) latency_us_log2[i] += o.latency_us_log2[i];
   latency_ns_sum += o.latency_ns_sum;
   return *this;
@@ -85,6 +86,7 @@ void to_json(nlohmann::json& out, const StatsSnapshot& s) {
          {"notifications_received", s.notifications_received},
          {"notifications_held", s.notifications_held},
          {"responses_held_in_order", s.responses_held_in_order},
+         {"events_deferred", s.events_deferred},
          {"latency_us_log2", s.latency_us_log2},
          {"latency_sum_ns", s.latency_ns_sum},
          {"latency_p50_us", s.latency_percentile_us(50)},
@@ -119,6 +121,7 @@ StatsSnapshot QueueStats::snapshot() const {
   s.notifications_received = notifications_received.get();
   s.notifications_held = notifications_held.get();
   s.responses_held_in_order = responses_held_in_order.get();
+  s.events_deferred = events_deferred.get();
   for (size_t i = 0; i < kLatencyBuckets; ++i) s.latency_us_log2[i] = latency_us_log2[i].get();
   s.latency_ns_sum = latency_ns_sum.get();
   return s;

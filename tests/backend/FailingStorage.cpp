@@ -50,6 +50,7 @@ class FailingQueue final : public storage::StorageQueue {
     if (plan_->throw_on_submit.load()) throw std::bad_alloc();
     if (const int delay = plan_->write_submit_delay_ms.load(); delay > 0 && request.op == storage::IoOp::Write)
       std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+    if (plan_->on_submit) plan_->on_submit();
     const int err = plan_->fail_with[static_cast<size_t>(request.op)].load();
     if (err == 0) return inner_->submit(request);
     if (in_flight() >= capacity()) return -EAGAIN;
@@ -79,6 +80,7 @@ class FailingQueue final : public storage::StorageQueue {
     }
     return n + inner_->reap(out.subspan(n));
   }
+  bool has_completions() const override { return !failed_.empty() || inner_->has_completions(); }
   unsigned capacity() const override { return inner_->capacity(); }
   unsigned in_flight() const override { return inner_->in_flight() + static_cast<unsigned>(failed_.size()); }
 

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -22,6 +23,10 @@ struct FailurePlan {
   // Each write's submit() sleeps this long on the worker's thread: a write
   // truly in flight below the copy-on-write origin (snapshot quiesce tests).
   std::atomic<int> write_submit_delay_ms{0};
+  // Called on the worker's thread at every submit (set it before the first):
+  // lets a test act exactly as fast as the worker, e.g. a guest that refills
+  // its ring each time the worker takes a request.
+  std::function<void()> on_submit;
 
   void set(storage::IoOp op, int err) { fail_with[static_cast<size_t>(op)].store(err); }
   void clear() {

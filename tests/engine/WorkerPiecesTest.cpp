@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <thread>
 
 #include "backend/engine/BarrierSequence.hpp"
+#include "backend/engine/EventBackoff.hpp"
 #include "backend/engine/IdlePolicy.hpp"
 #include "backend/engine/WorkerMailbox.hpp"
 
@@ -147,6 +149,26 @@ TEST(IdlePolicy, PollsOnlyAfterWorkAndSleepsUntilADeadline) {
   box.post_stop();
   ASSERT_EQ(idle.sleep(events, IdlePolicy::kNoDeadline), 1);
   EXPECT_EQ(events[0].data.fd, box.fd());
+}
+
+
+// Linux's late EOI schedule: the first spurious event is free, then 1 ms,
+// 2 ms, ... up to 1 s; any request seen resets it.
+TEST(EventBackoff, DoublesFromTheSecondSpuriousEventAndResetsOnARequest) {
+  EventBackoff b;
+  EXPECT_EQ(b.event_handled(), 0u) << "one event with nothing to do is not a storm";
+  EXPECT_EQ(b.event_handled(), 1'000'000u);
+  EXPECT_EQ(b.event_handled(), 2'000'000u);
+  EXPECT_EQ(b.event_handled(), 4'000'000u);
+  for (int i = 0; i < 40; ++i) b.event_handled();
+  EXPECT_EQ(b.event_handled(), EventBackoff::kMaxDelayNs) << "capped at a second, however long the storm";
+  b.requests_seen();
+  EXPECT_EQ(b.event_handled(), 0u) << "an event that found requests";
+  EXPECT_EQ(b.spurious_in_a_row(), 0u);
+  EXPECT_EQ(b.event_handled(), 0u);
+  EXPECT_EQ(b.event_handled(), 1'000'000u);
+  b.requests_seen();  // found by polling between two events: the next one is not spurious
+  EXPECT_EQ(b.event_handled(), 0u);
 }
 
 }  // namespace

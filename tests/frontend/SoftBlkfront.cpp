@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "ring/protocol/IndirectSegments.hpp"
+#include "ring/protocol/RequestCodec.hpp"
 #include "tests/sim/guestmem/SimGuestEvents.hpp"
 #include "tests/sim/guestmem/SimGuestMemory.hpp"
 #include "ring/protocol/RingGeometry.hpp"
@@ -672,6 +673,49 @@ int16_t SoftBlkfront::discard(uint64_t sector, uint32_t sectors, bool secure) {
   r.sectors = sectors;
   r.secure = secure;
   return execute(r).status;
+}
+
+uint64_t SoftBlkfront::storm_events(unsigned q, const std::atomic<bool>& stop) {
+  const ports::EvtchnPort port = queues_.at(q).port;
+  uint64_t sent = 0;
+  while (!stop.load(std::memory_order_relaxed)) {
+    events_->notify(port);
+    ++sent;
+  }
+  return sent;
+}
+
+uint64_t SoftBlkfront::storm_requests_once(unsigned q) {
+  Queue& queue = queues_.at(q);
+  if (!request_storm_) {
+    auto page = memory_.alloc_page();
+    if (!page) throw std::runtime_error("softblkfront: guest out of memory");
+    ring::Request read{};
+    read.wire_operation = ring::kOpRead;
+    read.operation = ring::Operation::Read;
+    read.handle = static_cast<uint16_t>(devid_);
+    read.nr_segments = 1;
+    read.segments[0] = {memory_.grant(*page, 0, /*readonly=*/false), 0, 7};
+    RequestStorm storm{q, queue.ring->req_prod_pvt(), std::vector<std::byte>(ring::entry_bytes(abi_))};
+    if (!ring::encode_request(abi_, read, storm.image)) throw std::logic_error("softblkfront: storm request does not encode");
+    request_storm_ = std::move(storm);
+  }
+  RequestStorm& storm = *request_storm_;
+  ring::SharedRingIndices shared(queue.mapping.address());
+  const uint32_t size = queue.ring->size();
+  const size_t entry = storm.image.size();
+  // Up to a ring past the responses published: never runaway, always full.
+  const uint32_t limit = shared.rsp_prod_acquire() + size;
+  const uint32_t old = storm.prod;
+  if (old == limit) return 0;
+  for (; storm.prod != limit; ++storm.prod)
+    std::memcpy(shared.entries() + size_t(storm.prod & (size - 1)) * entry, storm.image.data(), entry);
+  shared.publish_req_prod(storm.prod);
+  // Only when asked (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY): no system call
+  // while the backend is busy, so the storm keeps up with it.
+  ring::SharedRingIndices::full_barrier();
+  if (uint32_t(storm.prod - shared.req_event()) < uint32_t(storm.prod - old)) events_->notify(queue.port);
+  return storm.prod - old;
 }
 
 void SoftBlkfront::corrupt_producer(unsigned q) {

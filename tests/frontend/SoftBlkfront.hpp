@@ -13,6 +13,7 @@
 // guests with error responses instead of crashing.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -195,6 +196,17 @@ class SoftBlkfront {
   // what it consumed, then notifies.
   void corrupt_producer(unsigned queue);
 
+  // Storms, until `stop` (run one on a thread of its own; the instance is
+  // good for nothing but close() afterwards). Each returns how many events
+  // or requests it produced.
+  // Notifies queue q's event channel in a loop without queueing anything.
+  uint64_t storm_events(unsigned queue, const std::atomic<bool>& stop);
+  // Keeps queue q's ring full of valid one-page reads, a round per call:
+  // fills it up to a ring past the responses published (every slot is
+  // refilled as soon as its response is published; no response is read)
+  // and notifies if the backend asked. Any thread, one at a time.
+  uint64_t storm_requests_once(unsigned queue);
+
   // Protocol violations the backend committed, as Linux blkfront would log
   // them (unknown or duplicate id, wrong operation, grant still mapped at
   // response time, runaway response producer). Empty for a good backend.
@@ -287,6 +299,12 @@ class SoftBlkfront {
   uint64_t responses_without_event_ = 0;
   uint64_t responses_not_pending_ = 0;
   uint64_t responses_out_of_ring_order_ = 0;
+  struct RequestStorm {
+    unsigned queue = 0;
+    uint32_t prod = 0;
+    std::vector<std::byte> image;  // the read request, encoded
+  };
+  std::optional<RequestStorm> request_storm_;
 };
 
 }  // namespace xbb::frontend
