@@ -184,7 +184,8 @@ void print_stats(const json& answer) {
     fmt::print("  event-channel notifications: {} sent ({} held back to cover more responses), {} received\n",
                s.value("notifications_sent", 0), s.value("notifications_held", 0), s.value("notifications_received", 0));
     fmt::print("  answers that waited for an earlier request's (ring order): {}\n", s.value("responses_held_in_order", 0));
-    fmt::print("  events from the guest held back for finding no request: {}\n", s.value("events_deferred", 0));
+    fmt::print("  events from the guest held back for finding no request: {}; persistent grants evicted: {}\n",
+               s.value("events_deferred", 0), s.value("persistent_grants_purged", 0));
     fmt::print("  latency p50 <= {} us, p99 <= {} us\n", s.value("latency_p50_us", 0), s.value("latency_p99_us", 0));
     fmt::print("  tunables:");
     for (const auto& [name, value] : d["tunables"].items()) fmt::print(" {}={}", name, value.get<std::string>());

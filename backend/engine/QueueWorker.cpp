@@ -227,6 +227,7 @@ unsigned QueueWorker::service(bool storage_signalled) {
     event_backoff_.requests_seen();
   }
   work += consumed;
+  if (persistent_ && persistent_->overflowed()) purge_persistent_grants();
   setup_.storage->flush_submissions();
   // One notification for everything answered in this pass.
   publisher_.publish();
@@ -482,7 +483,8 @@ bool QueueWorker::prepare_segments(Slot& slot) {
     // block-aligned, and a bounce page always is.
     if (persistent_ && (req.segments[i].first_sect & block_sector_mask_) == 0) {
       bool map_failed = false;
-      auto* page = static_cast<std::byte*>(persistent_->lookup_or_map(req.segments[i].gref, map_failed));
+      auto* page =
+          static_cast<std::byte*>(persistent_->lookup_or_map(req.segments[i].gref, slot.start_ns, map_failed));
       mapped_pages_.store(setup_.ring_pages + persistent_->size(), std::memory_order_relaxed);
       if (map_failed) {
         slot.failed = true;
@@ -748,6 +750,27 @@ void QueueWorker::run_barrier(BarrierSequence::Step step) {
       return;
     }
   }
+}
+
+// The persistent-grant cache is full and the frontend uses grants it does
+// not hold: every 100 ms (Linux blkback's LRU_INTERVAL) the least recently
+// used grants that no request in flight uses make room (PersistentGrants.hpp).
+void QueueWorker::purge_persistent_grants() {
+  constexpr uint64_t kPurgeIntervalNs = 100'000'000;
+  const uint64_t now = now_ns();
+  if (now < next_purge_ns_) return;
+  next_purge_ns_ = now + kPurgeIntervalNs;
+  // A grant last used before the oldest request in flight was consumed is
+  // used by none of them.
+  std::vector<bool> free(slots_.size());
+  for (uint32_t s : free_slots_) free[s] = true;
+  uint64_t oldest = now;
+  for (uint32_t s = 0; s < slots_.size(); ++s) {
+    if (!free[s]) oldest = std::min(oldest, slots_[s].start_ns);
+  }
+  const size_t purged = persistent_->purge(persistent_->purge_count(), oldest);
+  stats_.persistent_grants_purged.add(purged);
+  mapped_pages_.store(setup_.ring_pages + persistent_->size(), std::memory_order_relaxed);
 }
 
 void QueueWorker::respond(uint32_t s, int16_t status) {

@@ -115,6 +115,7 @@ class QueueWorker {
   void respond(uint32_t slot, int16_t status);
   void release_segments(Slot& slot);
   int16_t status_for(int storage_result);
+  void purge_persistent_grants();
   uint32_t alloc_list(storage::IoOp op);
   void free_list(uint32_t list);
 
@@ -155,6 +156,7 @@ class QueueWorker {
   EventBackoff event_backoff_;
   std::optional<ports::EvtchnPort> masked_port_;  // taken by pending(), not yet unmasked
   uint64_t unmask_at_ns_ = 0;                     // a deferred unmask is due then (0: none)
+  uint64_t next_purge_ns_ = 0;                    // persistent-grant purges at most this often
   bool stopping_ = false;                       // a stop was taken from the mailbox
   std::atomic<bool> stopped_{false};
   std::string failure_;                  // written by the worker before stopped_

@@ -39,6 +39,7 @@ StatsSnapshot& StatsSnapshot::operator+=(const StatsSnapshot& o) {
   notifications_held += o.notifications_held;
   responses_held_in_order += o.responses_held_in_order;
   events_deferred += o.events_deferred;
+  persistent_grants_purged += o.persistent_grants_purged;
   for (size_t i = 0; i < kLatencyBuckets; ++i) latency_us_log2[i] += o.latency_us_log2[i];
   latency_ns_sum += o.latency_ns_sum;
   return *this;
@@ -87,6 +88,7 @@ void to_json(nlohmann::json& out, const StatsSnapshot& s) {
          {"notifications_held", s.notifications_held},
          {"responses_held_in_order", s.responses_held_in_order},
          {"events_deferred", s.events_deferred},
+         {"persistent_grants_purged", s.persistent_grants_purged},
          {"latency_us_log2", s.latency_us_log2},
          {"latency_sum_ns", s.latency_ns_sum},
          {"latency_p50_us", s.latency_percentile_us(50)},
@@ -122,6 +124,7 @@ StatsSnapshot QueueStats::snapshot() const {
   s.notifications_held = notifications_held.get();
   s.responses_held_in_order = responses_held_in_order.get();
   s.events_deferred = events_deferred.get();
+  s.persistent_grants_purged = persistent_grants_purged.get();
   for (size_t i = 0; i < kLatencyBuckets; ++i) s.latency_us_log2[i] = latency_us_log2[i].get();
   s.latency_ns_sum = latency_ns_sum.get();
   return s;

@@ -58,6 +58,7 @@ struct StatsSnapshot {
   uint64_t notifications_held = 0;      // events held back to cover more responses (moderation)
   uint64_t responses_held_in_order = 0; // answers that waited for an earlier request's (ordered_responses)
   uint64_t events_deferred = 0;         // events after which the port stayed masked a while (late EOI back-off)
+  uint64_t persistent_grants_purged = 0;  // least recently used persistent grants unmapped to make room
   std::array<uint64_t, kLatencyBuckets> latency_us_log2{};
   uint64_t latency_ns_sum = 0;  // of every latency recorded: with the buckets, a Prometheus histogram
 
@@ -78,7 +79,7 @@ class QueueStats {
   SingleWriterCounter normal_dispatches, forced_dispatches, coalesced_requests;
   SingleWriterCounter resource_shortages, rejected_requests, ring_halts, in_flight;
   SingleWriterCounter notifications_sent, notifications_received, notifications_held;
-  SingleWriterCounter responses_held_in_order, events_deferred;
+  SingleWriterCounter responses_held_in_order, events_deferred, persistent_grants_purged;
   std::array<SingleWriterCounter, kLatencyBuckets> latency_us_log2;
   SingleWriterCounter latency_ns_sum;
 

@@ -163,5 +163,41 @@ TEST_F(Storm, EventsWithoutRequestsAreBackedOff) {
   EXPECT_TRUE(bad_->violations().empty());
 }
 
+// The queue keeps at most persistent-grants-per-queue grants mapped; a
+// frontend whose pool is larger gets the least recently used unmapped every
+// 100 ms (blkback's purge_persistent_gnt), the data stays right, and every
+// grant is unmapped exactly once by the end.
+TEST(PersistentGrantCap, TheLeastRecentlyUsedGrantsMakeRoom) {
+  auto options = default_options();
+  options.vbd.persistent_grants_per_queue = 16;
+  DaemonHarness h(options);
+  auto guest = h.world().add_guest(7);
+  VbdSpec spec;
+  spec.domid = 7;
+  h.toolstack().add_vbd(spec);
+  FrontendConfig config;
+  config.ring_page_order = 0;
+  config.persistent_grants = true;
+  auto disk = guest->disk(spec.devid, config);
+  ASSERT_NO_THROW(disk->connect());
+  ASSERT_TRUE(disk->backend().persistent);
+
+  DiskModel model(32768);
+  uint64_t most_mapped = 0;
+  uint32_t seed = 1;
+  ASSERT_TRUE(eventually([&] {
+    auto tally = run_random_io(*disk, model, 200, 16, seed++, [&](uint64_t) {
+      most_mapped = std::max(most_mapped, h.device_stats("7/51712")["mapped_grant_pages"].get<uint64_t>());
+    });
+    EXPECT_EQ(tally.failures, 0u) << tally.first_error;
+    EXPECT_TRUE(tally.first_error.empty()) << tally.first_error;
+    return h.device_stats("7/51712")["stats"]["persistent_grants_purged"].get<uint64_t>() > 16;
+  })) << "grants beyond the cap are never evicted";
+  EXPECT_LE(most_mapped, 1u + 16u) << "the ring's page and at most 16 grants";
+  EXPECT_TRUE(disk->violations().empty()) << disk->violations().front();
+  ASSERT_NO_THROW(disk->close());
+  EXPECT_EQ(disk->grants_held(), 0u) << "every grant unmapped by the end, none still held by the backend";
+}
+
 }  // namespace
 }  // namespace xbb::backendtest

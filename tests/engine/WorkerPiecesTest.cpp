@@ -6,10 +6,12 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <map>
 #include <thread>
 
 #include "backend/engine/BarrierSequence.hpp"
 #include "backend/engine/EventBackoff.hpp"
+#include "backend/engine/PersistentGrants.hpp"
 #include "backend/engine/IdlePolicy.hpp"
 #include "backend/engine/WorkerMailbox.hpp"
 
@@ -169,6 +171,51 @@ TEST(EventBackoff, DoublesFromTheSecondSpuriousEventAndResetsOnARequest) {
   EXPECT_EQ(b.event_handled(), 1'000'000u);
   b.requests_seen();  // found by polling between two events: the next one is not spurious
   EXPECT_EQ(b.event_handled(), 0u);
+}
+
+// A grant table that hands out distinct fake addresses and records unmaps.
+class FakeGrants final : public ports::GrantTable {
+ public:
+  void* map(ports::DomId, std::span<const ports::GrantRef> refs, bool) override {
+    void* address = reinterpret_cast<void*>(0x10000 * (refs[0] + 1));
+    mapped[address] = refs[0];
+    return address;
+  }
+  int unmap(void* address, size_t) override {
+    unmapped.push_back(mapped.at(address));
+    mapped.erase(address);
+    return 0;
+  }
+  int copy(std::span<ports::GrantCopySegment>) override { return -ENOSYS; }
+  size_t mapped_pages() const override { return mapped.size(); }
+
+  std::map<void*, ports::GrantRef> mapped;
+  std::vector<ports::GrantRef> unmapped;
+};
+
+TEST(PersistentGrants, FullCacheOverflowsThenThePurgeTakesTheLeastRecentlyUsedIdleOnes) {
+  FakeGrants table;
+  {
+    PersistentGrants cache(table, 3, 4);
+    bool failed = false;
+    for (ports::GrantRef ref = 1; ref <= 4; ++ref) ASSERT_NE(cache.lookup_or_map(ref, /*now=*/ref * 10, failed), nullptr);
+    EXPECT_FALSE(cache.overflowed());
+    EXPECT_EQ(cache.lookup_or_map(5, 50, failed), nullptr) << "full: grant copy for this one";
+    EXPECT_FALSE(failed);
+    EXPECT_TRUE(cache.overflowed());
+    cache.lookup_or_map(1, 60, failed);  // 1 is used again: now the most recent
+    EXPECT_EQ(cache.purge_count(), 1u) << "5% of 4, at least one";
+    // Grants used at or after 30 may belong to a request still in flight.
+    EXPECT_EQ(cache.purge(2, /*in_use_since=*/30), 1u) << "only 2 (used at 20) and 3 (30 is in use) qualify: 2";
+    EXPECT_EQ(table.unmapped, std::vector<ports::GrantRef>{2});
+    EXPECT_FALSE(cache.overflowed());
+    EXPECT_EQ(cache.purge(2, 100), 2u);
+    std::sort(table.unmapped.begin() + 1, table.unmapped.end());
+    EXPECT_EQ(table.unmapped, (std::vector<ports::GrantRef>{2, 3, 4})) << "the least recently used: 3 and 4, not 1 (used at 60)";
+    EXPECT_EQ(cache.size(), 1u);
+    EXPECT_NE(cache.lookup_or_map(5, 70, failed), nullptr) << "room again";
+  }
+  EXPECT_TRUE(table.mapped.empty()) << "everything unmapped with the cache";
 }
 
 }  // namespace
