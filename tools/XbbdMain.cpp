@@ -63,6 +63,10 @@ Options:
       --max-ring-page-order N max-ring-page-order, 0..5 (default 5)
       --max-indirect-segments N  feature-max-indirect-segments, 0..256 (default 256)
       --no-persistent-grants  do not offer feature-persistent
+      --persistent-grants-per-queue N  grants kept mapped per queue, least recently
+                              used evicted beyond (default 1056, as blkback)
+      --bounce-pages-per-queue N  4 KiB pages of grant-copy buffers per queue
+                              (default 2048)
       --direct-io             open file targets with O_DIRECT
       --state-dir DIR         where snapshots are recorded so they survive restarts
                               (default /var/lib/xbbd; "none" to keep nothing)
@@ -72,7 +76,8 @@ Options:
   -h, --help                  this text
 
 Tunables (config file or `xbbctl set`): no_coalesce_reqs, disable_flush,
-flush_interval, max_list_segments, notify_batch, notify_delay_us.
+flush_interval, max_list_segments, notify_batch, notify_delay_us,
+ordered_responses.
 
 Signals: SIGTERM/SIGINT stop xbbd without closing any disk: it stops taking
 requests, answers those in flight, releases the guests' rings and exits,
@@ -154,7 +159,9 @@ std::vector<std::string> per_disk_command(const backend::DaemonConfig& config, c
                            o.state_dir.empty() ? "none" : o.state_dir, "--max-queues",
                            std::to_string(o.vbd.max_queues), "--max-ring-page-order",
                            std::to_string(o.vbd.max_ring_page_order), "--max-indirect-segments",
-                           std::to_string(o.vbd.max_indirect_segments)});
+                           std::to_string(o.vbd.max_indirect_segments), "--persistent-grants-per-queue",
+                           std::to_string(o.vbd.persistent_grants_per_queue), "--bounce-pages-per-queue",
+                           std::to_string(o.vbd.bounce_pages_per_queue)});
   if (!o.vbd.persistent_grants) argv.push_back("--no-persistent-grants");
   if (o.vbd.direct_io) argv.push_back("--direct-io");
   if (o.vbd.fault_injection) argv.push_back("--fault-injection");
@@ -210,6 +217,8 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
     kMaxQueues,
     kMaxOrder,
     kMaxIndirect,
+    kPersistentPerQueue,
+    kBouncePerQueue,
     kNoPersistent,
     kDirectIo,
     kLogLevel,
@@ -228,6 +237,8 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
       {"max-queues", required_argument, nullptr, kMaxQueues},
       {"max-ring-page-order", required_argument, nullptr, kMaxOrder},
       {"max-indirect-segments", required_argument, nullptr, kMaxIndirect},
+      {"persistent-grants-per-queue", required_argument, nullptr, kPersistentPerQueue},
+      {"bounce-pages-per-queue", required_argument, nullptr, kBouncePerQueue},
       {"no-persistent-grants", no_argument, nullptr, kNoPersistent},
       {"direct-io", no_argument, nullptr, kDirectIo},
       {"log-level", required_argument, nullptr, kLogLevel},
@@ -267,6 +278,8 @@ int xbbd_main(int argc, char** argv, const Adapters& adapters) {
       case kMaxQueues: error = config.set("max-queues", optarg); break;
       case kMaxOrder: error = config.set("max-ring-page-order", optarg); break;
       case kMaxIndirect: error = config.set("max-indirect-segments", optarg); break;
+      case kPersistentPerQueue: error = config.set("persistent-grants-per-queue", optarg); break;
+      case kBouncePerQueue: error = config.set("bounce-pages-per-queue", optarg); break;
       case kNoPersistent: error = config.set("persistent-grants", "0"); break;
       case kDirectIo: error = config.set("direct-io", "1"); break;
       case kLogLevel: error = config.set("log-level", optarg); break;

@@ -60,6 +60,10 @@ std::optional<std::string> DaemonConfig::set(std::string_view name, std::string_
     auto b = boolean(value);
     if (!b) return bad("a boolean");
     o.vbd.persistent_grants = *b;
+  } else if (name == "persistent-grants-per-queue") {
+    auto q = number(value, 1u << 20);
+    if (!q) return bad("a grant count between 0 and 1048576");
+    o.vbd.persistent_grants_per_queue = *q;
   } else if (name == "direct-io") {
     auto b = boolean(value);
     if (!b) return bad("a boolean");

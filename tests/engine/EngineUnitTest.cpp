@@ -77,6 +77,13 @@ TEST(DaemonConfig, ParsesSettingsAndTunables) {
   EXPECT_EQ(c.options.only_domain, std::optional<xs::DomId>(7));
   EXPECT_FALSE(c.set("disable_flush", "1"));
   EXPECT_TRUE(c.options.vbd.tunables.disable_flush);
+  // Per-queue caps: ring order and queues above, grants and bounce memory here.
+  EXPECT_FALSE(c.set("persistent-grants-per-queue", "64"));
+  EXPECT_EQ(c.options.vbd.persistent_grants_per_queue, 64u);
+  EXPECT_FALSE(c.set("bounce-pages-per-queue", "512"));
+  EXPECT_EQ(c.options.vbd.bounce_pages_per_queue, 512u);
+  EXPECT_FALSE(c.set("max-ring-page-order", "2"));
+  EXPECT_EQ(c.options.vbd.max_ring_page_order, 2u);
 
   EXPECT_TRUE(c.set("max-queues", "0"));
   EXPECT_TRUE(c.set("max-ring-page-order", "6"));
@@ -84,6 +91,8 @@ TEST(DaemonConfig, ParsesSettingsAndTunables) {
   EXPECT_TRUE(c.set("backend-type", "tap"));
   EXPECT_TRUE(c.set("domain", "32752"));  // DOMID_FIRST_RESERVED
   EXPECT_TRUE(c.set("log-level", "loud"));
+  EXPECT_TRUE(c.set("persistent-grants-per-queue", "many"));
+  EXPECT_TRUE(c.set("bounce-pages-per-queue", "16"));
 }
 
 TEST(DaemonConfig, ReportsTheFileAndLineOfABadSetting) {
