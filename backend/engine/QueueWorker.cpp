@@ -34,6 +34,13 @@ bool storage_gone(int result) { return result == -ENODEV || result == -ENXIO; }
 
 uint64_t make_tag(uint32_t list, uint32_t part) { return (static_cast<uint64_t>(list) << 32) | part; }
 
+// The most segments one request of this queue can carry: what we advertised
+// for indirect requests (bounded by Request::segments), or a direct request's.
+unsigned max_request_segments(const QueueSetup& setup) {
+  return std::max<unsigned>(ring::kMaxDirectSegments,
+                            std::min<unsigned>(setup.geometry.max_indirect_segments, ring::kMaxSegments));
+}
+
 // Attach at the responses already published (Linux blkback's
 // BACK_RING_ATTACH): 0 for a new ring, and for a ring adopted after a
 // restart, requests consumed but never answered are served again.
@@ -82,9 +89,15 @@ struct QueueWorker::List {
 QueueWorker::QueueWorker(QueueSetup setup)
     : setup_(std::move(setup)),
       ring_(attach_ring(setup_)),
-      bounce_(setup_.bounce_pages),
+      // Never more bounce pages than a full ring of the largest requests can
+      // hold, whatever the setting (the pool is address space, backed as used).
+      bounce_(std::min<size_t>(setup_.bounce_pages, size_t{ring_.size()} * max_request_segments(setup_))),
       tunables_(setup_.tunables),
-      indirect_buffer_(new std::byte[ring::kMaxIndirectPages * ports::kPageSize]),
+      // validate_header() bounds an indirect request to what we advertised
+      // before its pages are read: one page holds 512 segments.
+      indirect_buffer_(setup_.geometry.max_indirect_segments == 0
+                           ? nullptr
+                           : new std::byte[ring::indirect_pages_for(max_request_segments(setup_)) * ports::kPageSize]),
       publisher_(ring_, *setup_.events, setup_.port, stats_),
       idle_({mailbox_.fd(), setup_.events->fd(), setup_.storage->completion_fd()}),
       block_sector_mask_(std::max<uint32_t>(setup_.geometry.logical_block_size, kSectorSize) / kSectorSize - 1) {
