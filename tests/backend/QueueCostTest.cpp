@@ -45,11 +45,13 @@ Usage usage(pid_t pid) {
   if (DIR* d = ::opendir((dir + "/fd").c_str())) {
     while (dirent* e = ::readdir(d)) {
       if (e->d_name[0] == '.') continue;
-      ++u.fds;
       char target[256] = {};
       const ssize_t n = ::readlink((dir + "/fd/" + e->d_name).c_str(), target, sizeof target - 1);
       std::string kind(target, n > 0 ? size_t(n) : 0);
-      if (kind.rfind("socket:", 0) == 0) kind = "socket";
+      // Sockets are the daemon's xenstore, broker and control connections:
+      // none is a disk's, and a control connection may still be closing.
+      if (kind.rfind("socket:", 0) == 0) continue;
+      ++u.fds;
       if (kind.rfind("/tmp/", 0) == 0) kind = "file " + kind.substr(kind.rfind('/'));
       if (kind.rfind("/memfd:", 0) == 0) kind = "memfd";
       u.kinds.insert(kind);
@@ -161,8 +163,10 @@ TEST(QueueCost, DescriptorsAndMemoryPerDiskAndPerQueue) {
                 static_cast<unsigned long long>(cost.mapped_grant_pages));
     EXPECT_EQ(cost.connected.kinds.count("anon_inode:[io_uring]"), c.queues) << "one io_uring per queue: " << c.name;
     if (c.persistent && c.order == 5) {
-      EXPECT_EQ(cost.mapped_grant_pages, c.queues * ((1u << c.order) + 1056u))
-          << c.name << ": every queue's ring and a full persistent-grant cache";
+      // Every queue's ring and a full persistent-grant cache, less at most
+      // one purge (5%: 52 grants) made after the cache last filled up.
+      EXPECT_LE(cost.mapped_grant_pages, c.queues * ((1u << c.order) + 1056u)) << c.name;
+      EXPECT_GE(cost.mapped_grant_pages, c.queues * ((1u << c.order) + 1056u - 52u)) << c.name;
     } else if (c.persistent) {
       EXPECT_LE(cost.mapped_grant_pages, c.queues * ((1u << c.order) + 1056u)) << c.name;
     } else {
