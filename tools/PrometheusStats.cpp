@@ -156,6 +156,15 @@ class Writer {
     counter(prefix + "notifications_held_total",
             "Events held back to cover more responses (notification moderation, tunable notify_batch).", labels,
             unsigned_field(s, "notifications_held"));
+    counter(prefix + "responses_held_in_order_total",
+            "Answers that waited for an earlier request's (tunable ordered_responses).", labels,
+            unsigned_field(s, "responses_held_in_order"));
+    counter(prefix + "events_deferred_total",
+            "Events from the frontend after which its event channel stayed masked a while, for finding no request.",
+            labels, unsigned_field(s, "events_deferred"));
+    counter(prefix + "persistent_grants_purged_total",
+            "Least recently used persistent grants unmapped to make room for others.", labels,
+            unsigned_field(s, "persistent_grants_purged"));
     latency(prefix + "request_latency_seconds", labels, s);
   }
 

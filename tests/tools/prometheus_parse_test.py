@@ -79,7 +79,8 @@ def main(json_path, prom_path):
         same(f"{prefix}dispatches", f"{prefix}dispatches_total", dict(labels, kind="normal"), s["normal_dispatches"])
         same(f"{prefix}dispatches", f"{prefix}dispatches_total", dict(labels, kind="forced"), s["forced_dispatches"])
         for key in ("coalesced_requests", "resource_shortages", "rejected_requests", "ring_halts",
-                    "notifications_sent", "notifications_received", "notifications_held"):
+                    "notifications_sent", "notifications_received", "notifications_held",
+                    "responses_held_in_order", "events_deferred", "persistent_grants_purged"):
             same(f"{prefix}{key}", f"{prefix}{key}_total", labels, s[key])
         same(f"{prefix}requests_in_flight", f"{prefix}requests_in_flight", labels, s["in_flight"])
 
