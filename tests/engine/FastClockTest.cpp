@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cmath>
 #include <thread>
+#include <vector>
 
 namespace xbb::backend {
 namespace {
@@ -57,19 +59,30 @@ TEST(FastClock, ATrappingTscOrNoTscKeepsClockGettime) {
   EXPECT_NE(fast_clock::reason_to_keep_clock_gettime(false, 25'700, 45).find("no TSC"), std::string::npos);
 }
 
+// A scale measured over 5 ms windows tracks CLOCK_MONOTONIC within 2 % over
+// 50 ms. A preemption between a TSC read and its clock read skews one
+// measurement on a loaded machine, so up to five tries: a wrong scale misses
+// in all of them, a good one hits in (nearly) every one.
 TEST(FastClock, AMeasuredTscScaleTracksTheMonotonicClock) {
-  double ghz = 0;
-  const TscScale scale = fast_clock::measure_tsc(5'000'000, &ghz);
 #if defined(__x86_64__) || defined(__i386__)
-  ASSERT_NE(scale.mult, 0u) << "the TSC did not tick steadily over two 5 ms windows";
-  EXPECT_GT(ghz, 0.05);
-  const uint64_t tsc0 = __rdtsc(), ns0 = fast_clock::monotonic_ns();
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  const uint64_t tsc1 = __rdtsc(), ns1 = fast_clock::monotonic_ns();
-  const double by_tsc = static_cast<double>(scale.ns(tsc1) - scale.ns(tsc0));
-  EXPECT_NEAR(by_tsc, static_cast<double>(ns1 - ns0), 0.02 * static_cast<double>(ns1 - ns0));
+  std::vector<double> errors;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    double ghz = 0;
+    const TscScale scale = fast_clock::measure_tsc(5'000'000, &ghz);
+    if (scale.mult == 0) continue;  // did not tick steadily this time
+    EXPECT_GT(ghz, 0.05);
+    const uint64_t tsc0 = __rdtsc(), ns0 = fast_clock::monotonic_ns();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const uint64_t tsc1 = __rdtsc(), ns1 = fast_clock::monotonic_ns();
+    const double by_tsc = static_cast<double>(scale.ns(tsc1) - scale.ns(tsc0));
+    const double by_clock = static_cast<double>(ns1 - ns0);
+    errors.push_back(std::abs(by_tsc - by_clock) / by_clock);
+    if (errors.back() <= 0.02) return;
+  }
+  ADD_FAILURE() << "no measured scale came within 2 % of CLOCK_MONOTONIC in " << errors.size()
+                << " steady measurements (of 5 tries)";
 #else
-  EXPECT_EQ(scale.mult, 0u);
+  EXPECT_EQ(fast_clock::measure_tsc(5'000'000, nullptr).mult, 0u);
 #endif
 }
 
