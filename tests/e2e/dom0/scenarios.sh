@@ -967,7 +967,7 @@ ev_migrate() { # domain backend
   local g=$1 d0 t0
   d0=$(xl domid "$g")
   t0=$(now)
-  if ! xl migrate -s '' "$g" 'xl migrate-receive -e' >>"/lab/out/dom0/xl-$g.log" 2>&1; then
+  if ! xl migrate -s '' "$g" 'xl migrate-receive' >>"/lab/out/dom0/xl-$g.log" 2>&1; then
     EV_WHY="xl migrate to localhost failed after $(elapsed "$t0") s (dom0/xl-$g.log; $(domain_exists "$g" && echo "the domain is still there" || echo "the domain is gone"))"
     return
   fi
