@@ -197,8 +197,9 @@ build_dom0_root() {
   copy_elf "$r" "$sys" "$sys/usr/bin/xenstore"
   for b in "$sys"/usr/bin/xenstore-*; do ln -sfn xenstore "$r/usr/bin/$(basename "$b")"; done
   # Real tools for the stock hotplug scripts (bash, util-linux, coreutils) and for modules.
+  # coreutils truncate: busybox's refuses relative sizes (`truncate -s +8M`, resize scenarios).
   for b in /usr/bin/bash /usr/bin/flock /usr/sbin/losetup /usr/bin/stat /usr/bin/expr \
-    /usr/bin/readlink /usr/bin/kmod /usr/sbin/blockdev; do
+    /usr/bin/readlink /usr/bin/kmod /usr/sbin/blockdev /usr/bin/truncate; do
     copy_elf "$r" "$sys" "$b"
   done
   for b in modprobe insmod rmmod lsmod depmod modinfo; do
