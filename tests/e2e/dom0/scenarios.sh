@@ -595,9 +595,19 @@ OPS_K=0      # last round started
 OPS_BROKEN=  # why the guest can take no more rounds
 OPS_IMG=     # the image the guest's xvda is served from now
 
+# A domain's id from xenstore: `xl domid` takes a second or more in this dom0 under TCG,
+# and the rounds ask for it around every event.
+domid_of() { # name
+  local d
+  for d in $(xenstore-list /local/domain 2>/dev/null); do
+    [ "$(xenstore-read "/local/domain/$d/name" 2>/dev/null)" = "$1" ] && { echo "$d"; return 0; }
+  done
+  return 1
+}
+
 send_guest() { # domain command
   local d tty
-  d=$(xl domid "$1" 2>/dev/null) || return 1
+  d=$(domid_of "$1") || return 1
   tty=$(xenstore-read "/local/domain/$d/console/tty" 2>/dev/null) || return 1
   [ -c "$tty" ] || return 1
   printf '%s\n' "$2" >"$tty"
@@ -645,7 +655,7 @@ state_name() { echo "$1:$(echo "$XBBD_STATES" | tr ' ' '\n' | sed -n "s/^$1://p"
 # backend state / frontend state of the guest's xvda (51712)
 vbd_states() { # domain
   local d
-  d=$(xl domid "$1" 2>/dev/null) || { echo "no domain"; return; }
+  d=$(domid_of "$1") || { echo "no domain"; return; }
   echo "backend $(state_name "$(xenstore-read "/local/domain/0/backend/vbd/$d/51712/state" 2>/dev/null)")," \
     "frontend $(state_name "$(xenstore-read "/local/domain/$d/device/vbd/51712/state" 2>/dev/null)")"
 }
@@ -805,7 +815,7 @@ ev_kill() {
 # Per-disk mode: SIGKILL of the disk's process; the supervisor starts another.
 ev_kill_disk() { # domain
   local dev old new t0
-  dev="$(xl domid "$1")/51712"
+  dev="$(domid_of "$1")/51712"
   old=$(disk_pid "$dev")
   [ -n "$old" ] || { EV_WHY="the supervisor lists no process for $dev"; return; }
   t0=$(now)
@@ -819,7 +829,7 @@ ev_kill_disk() { # domain
 # Per-disk mode: SIGKILL of the supervisor (its disks' processes die with it), then a new one.
 ev_kill_supervisor() { # domain
   local dev old=$XBBD_PID child new
-  dev="$(xl domid "$1")/51712"
+  dev="$(domid_of "$1")/51712"
   child=$(disk_pid "$dev")
   [ -n "$child" ] || { EV_WHY="the supervisor lists no process for $dev"; return; }
   kill -KILL "$old"
@@ -842,7 +852,7 @@ ev_kill_supervisor() { # domain
 ev_term() { # domain binary
   local g=$1 bin=$2 old=$XBBD_PID oldexe t0 st rc child= secs newexe d be
   oldexe=$(readlink "/proc/$old/exe")
-  d=$(xl domid "$g") be=/local/domain/0/backend/vbd/$(xl domid "$g")/51712/state
+  d=$(domid_of "$g") be=/local/domain/0/backend/vbd/$(domid_of "$g")/51712/state
   per_disk_mode && child=$(disk_pid "$d/51712")
   t0=$(now)
   kill -TERM "$old"
@@ -890,8 +900,8 @@ ev_upgrade() { # domain
   EV_WHAT="upgrade $oldexe -> $next: $EV_WHAT"
 }
 
-# Expects `xl` (its arguments) to fail within 30 s saying "in use"; prints the failure
-# reason (empty when refused) and sets REFUSE_SECS and REFUSE_LINE.
+# Expects a command (an xl call) to fail within 30 s saying "in use". Sets REFUSE_WHY (empty
+# when it was refused so), REFUSE_SECS and REFUSE_LINE (xl's line with the reason).
 expect_refused() { # what log command...
   local what=$1 logf=$2 t0 rc
   shift 2
@@ -899,13 +909,14 @@ expect_refused() { # what log command...
   "$@" >"$logf" 2>&1
   rc=$?
   REFUSE_SECS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}')
-  REFUSE_LINE=$(grep -a -i -m1 'in use' "$logf" | tr -d '\r' | sed 's/^[0-9.]* //')
+  REFUSE_LINE=$(grep -a -i -m1 'in use' "$logf" | tr -d '\r' | sed 's/^libxl: error: [^ ]* //')
+  REFUSE_WHY=
   if [ $rc = 0 ]; then
-    echo "$what succeeded"
+    REFUSE_WHY="$what succeeded"
   elif [ -z "$REFUSE_LINE" ]; then
-    echo "$what failed after $REFUSE_SECS s without saying 'in use' (last line: $(grep -a -v '^ *$' "$logf" | tail -n 1 | tr -d '\r'))"
+    REFUSE_WHY="$what failed after $REFUSE_SECS s without saying 'in use' (last line: $(grep -a -v '^ *$' "$logf" | tail -n 1 | tr -d '\r'))"
   elif awk -v s="$REFUSE_SECS" 'BEGIN {exit !(s > 30)}'; then
-    echo "$what was refused, but only after $REFUSE_SECS s (limit 30 s)"
+    REFUSE_WHY="$what was refused, but only after $REFUSE_SECS s (limit 30 s)"
   fi
 }
 # A second writer of the guest's image: another guest, then a second disk of the same guest.
@@ -922,14 +933,14 @@ memory = 128
 disk = [ '$(disk_line "$b" "$OPS_IMG" xvda)' ]
 on_poweroff = "destroy"
 CFGEOF
-  w1=$(expect_refused "xl create of a second guest with $OPS_IMG writable" /lab/out/dom0/xl-create-writer2-$b.log xl -v create "$CFG/writer2-$b.cfg")
-  s1=$REFUSE_SECS l1=$REFUSE_LINE
+  expect_refused "xl create of a second guest with $OPS_IMG writable" /lab/out/dom0/xl-create-writer2-$b.log xl -v create "$CFG/writer2-$b.cfg"
+  w1=$REFUSE_WHY s1=$REFUSE_SECS l1=$REFUSE_LINE
   if domain_exists "writer2-$b"; then
     [ -n "$w1" ] || w1="xl create was refused but left the domain writer2-$b"
     xl destroy "writer2-$b" 2>/dev/null
   fi
-  w2=$(expect_refused "xl block-attach of $OPS_IMG writable as a second disk of $g" /lab/out/dom0/xl-attach-$b.log xl block-attach "$g" "$(disk_line "$b" "$OPS_IMG" xvdd)")
-  s2=$REFUSE_SECS l2=$REFUSE_LINE
+  expect_refused "xl block-attach of $OPS_IMG writable as a second disk of $g" /lab/out/dom0/xl-attach-$b.log xl block-attach "$g" "$(disk_line "$b" "$OPS_IMG" xvdd)"
+  w2=$REFUSE_WHY s2=$REFUSE_SECS l2=$REFUSE_LINE
   # libxl does not clean up after a failed hotplug of `xl block-attach` (it does after a
   # failed `xl create`, by destroying the domain): the refused disk stays in xenstore and in
   # `xl block-list` until `xl block-detach`, which must then remove it.
@@ -947,7 +958,7 @@ CFGEOF
   if [ -n "$w1$w2" ]; then
     EV_WHY=$(echo "${w1:+$w1; }$w2" | sed 's/; $//')
   else
-    EV_WHAT="xl create refused after $s1 s ($l1); xl block-attach refused after $s2 s$d2"
+    EV_WHAT="xl create refused after $s1 s and xl block-attach after $s2 s, both saying: $l1$d2"
   fi
 }
 # A second xbbd while one runs must refuse to start, saying so.
@@ -979,7 +990,7 @@ ev_second_daemon() {
 # xbbctl pause, copy the image, xbbctl resume onto the copy.
 ev_pause_resume() { # domain
   local dev copy out t0 tp tc
-  dev="$(xl domid "$1")/xvda" copy=$IMG/ops-copy.img
+  dev="$(domid_of "$1")/xvda" copy=$IMG/ops-copy.img
   t0=$(now)
   out=$(xbbctl pause "$dev" 2>&1) || { EV_WHY="xbbctl pause $dev failed: $out"; return; }
   tp=$(elapsed "$t0")
@@ -1012,14 +1023,14 @@ check_pause_original() {
 # xl save + xl restore; the domain comes back with a new domid.
 ev_save_restore() { # domain backend
   local g=$1 f=$IMG/$1.save d0 t0 ts sz
-  d0=$(xl domid "$g")
+  d0=$(domid_of "$g")
   t0=$(now)
   xl save "$g" "$f" >>"/lab/out/dom0/xl-$g.log" 2>&1 || { EV_WHY="xl save failed (dom0/xl-$g.log)"; return; }
   ts=$(elapsed "$t0") sz=$(($(stat -c %s "$f") / 1048576))
   domain_exists "$g" && { EV_WHY="the domain still exists after xl save"; return; }
   t0=$(now)
   xl restore "$f" >>"/lab/out/dom0/xl-$g.log" 2>&1 || { EV_WHY="xl restore failed after $(elapsed "$t0") s (dom0/xl-$g.log)"; rm -f "$f"; return; }
-  EV_WHAT="xl save $ts s ($sz MiB), xl restore $(elapsed "$t0") s, domid $d0 -> $(xl domid "$g")"
+  EV_WHAT="xl save $ts s ($sz MiB), xl restore $(elapsed "$t0") s, domid $d0 -> $(domid_of "$g")"
   rm -f "$f"
   [ "$2" = xbbd ] && OLD_DOMID=$d0
 }
@@ -1027,13 +1038,13 @@ ev_save_restore() { # domain backend
 # receiving command (xl(1)). The new domain is NAME--incoming until the end.
 ev_migrate() { # domain backend
   local g=$1 d0 t0
-  d0=$(xl domid "$g")
+  d0=$(domid_of "$g")
   t0=$(now)
   if ! xl migrate -s '' "$g" 'xl migrate-receive' >>"/lab/out/dom0/xl-$g.log" 2>&1; then
     EV_WHY="xl migrate to localhost failed after $(elapsed "$t0") s (dom0/xl-$g.log; $(domain_exists "$g" && echo "the domain is still there" || echo "the domain is gone"))"
     return
   fi
-  EV_WHAT="xl migrate to localhost $(elapsed "$t0") s, domid $d0 -> $(xl domid "$g")"
+  EV_WHAT="xl migrate to localhost $(elapsed "$t0") s, domid $d0 -> $(domid_of "$g")"
   # xenconsoled names a guest's log after the domain's name when it first sees it.
   [ -f "$CON/guest-$g--incoming.log" ] && OPS_LOG="$g--incoming"
   [ "$2" = xbbd ] && OLD_DOMID=$d0
@@ -1059,8 +1070,8 @@ wait_size() { wait_console "$1" "XBBG SIZE dev=xvdb sectors=$2 " "$3"; }
 tail_md5() { dd if="$1" bs=1M skip=$(($(stat -c %s "$1") / 1048576 - 1)) count=1 2>/dev/null | md5sum | cut -d' ' -f1; }
 sc_resize() { # backend guest image
   local b=$1 g=$2 img=$3 dev t0 l want out st= why rc xs
-  dev="$(xl domid "$g")/xvdb"
-  xs="/local/domain/0/backend/vbd/$(xl domid "$g")/51728/sectors"
+  dev="$(domid_of "$g")/xvdb"
+  xs="/local/domain/0/backend/vbd/$(domid_of "$g")/51728/sectors"
   if ! wait_size "$OPS_LOG" 32768 60 >/dev/null; then
     for s in resize-grow resize-ctl resize-shrink; do
       wanted "$b" $s && result "$b" $s FAIL "the guest never reported xvdb's first size (16 MiB)"
