@@ -94,15 +94,20 @@ class Storage {
   // registered with io_uring can stay referenced by the ring's teardown for a
   // while after a crash, which would keep the lock from the next xbbd), and it
   // may outlive this Storage (reopening the same target keeps it).
+  virtual std::unique_ptr<StorageClaim> claim(bool writable) const {
+    (void)writable;
+    return nullptr;
+  }
   // The backing store's size now, which may have grown since open (the size
   // watcher compares it with properties().size_bytes, which stays what it
   // was at open). Thread-safe; may block (a hung NFS mount). Nothing when the
   // kind cannot tell cheaply or its size cannot change underneath.
   virtual std::optional<uint64_t> current_size() const { return std::nullopt; }
-  virtual std::unique_ptr<StorageClaim> claim(bool writable) const {
-    (void)writable;
-    return nullptr;
-  }
+  // Whether another open of the same describe() reaches the same data (a
+  // file, a device, an NBD export), so that everything keyed by the image
+  // (one copy-on-write origin per image, say) may be shared between them.
+  // RAM is the exception: every open is a store of its own.
+  virtual bool same_data_for_every_open() const { return true; }
 };
 
 // Every failure to open or configure a storage is reported with this, with a

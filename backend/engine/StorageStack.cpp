@@ -14,6 +14,7 @@ class SharedStorage final : public storage::Storage {
   const storage::Properties& properties() const override { return inner_->properties(); }
   std::string describe() const override { return inner_->describe(); }
   std::optional<uint64_t> current_size() const override { return inner_->current_size(); }
+  bool same_data_for_every_open() const override { return inner_->same_data_for_every_open(); }
   std::unique_ptr<storage::StorageQueue> open_queue(unsigned depth) override { return inner_->open_queue(depth); }
 
  private:
@@ -28,7 +29,10 @@ StorageStack build_storage_stack(std::unique_ptr<storage::Storage> opened, bool 
   const std::string identity = opened->describe();
   bool created = true;
   auto& registry = storage::OriginRegistry::instance();
-  if (fresh_origin) {
+  if (!opened->same_data_for_every_open()) {
+    // Two disks on "ram:16M" are two stores: nothing to share or register.
+    stack.origin = storage::CowOriginStorage::create(std::move(opened));
+  } else if (fresh_origin) {
     stack.origin = storage::CowOriginStorage::create(std::move(opened));
     registry.set_origin_of_image(identity, stack.origin);
   } else {

@@ -38,6 +38,7 @@ class FaultInjectionStorage final : public Storage {
 
   const Properties& properties() const override { return inner_->properties(); }
   std::string describe() const override { return "fault:" + inner_->describe(); }
+  bool same_data_for_every_open() const override { return inner_->same_data_for_every_open(); }
   std::optional<uint64_t> current_size() const override { return inner_->current_size(); }
   std::unique_ptr<StorageQueue> open_queue(unsigned depth) override;
 

@@ -40,6 +40,7 @@ class RamStorage final : public Storage {
   const Properties& properties() const override { return properties_; }
   std::string describe() const override;
   std::unique_ptr<StorageQueue> open_queue(unsigned depth) override;
+  bool same_data_for_every_open() const override { return false; }
 
  private:
   RamStorage(unsigned char* memory, Properties properties, std::string image_path);

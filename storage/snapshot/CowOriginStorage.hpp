@@ -79,6 +79,7 @@ class CowOriginStorage final : public Storage, public std::enable_shared_from_th
   const Properties& properties() const override { return inner_->properties(); }
   // The inner storage's identity, unchanged: it is what snapshot stores record.
   std::string describe() const override { return inner_->describe(); }
+  bool same_data_for_every_open() const override { return inner_->same_data_for_every_open(); }
   std::optional<uint64_t> current_size() const override { return inner_->current_size(); }
   std::unique_ptr<StorageQueue> open_queue(unsigned depth) override;
 

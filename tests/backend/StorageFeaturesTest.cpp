@@ -165,6 +165,39 @@ TEST(Snapshots, StayCorrectWhenTheirImageIsServedAgainWhileASnapshotIsRead) {
   EXPECT_EQ(list["snapshots"][0]["valid"], true) << list.dump();
 }
 
+// One origin per image holds for images; two RAM disks with the same
+// target text are two stores, even while a snapshot keeps one origin alive.
+TEST(Snapshots, TwoRamDisksOfOneSizeAreTwoDisks) {
+  TempDir dir;
+  auto options = default_options();
+  options.state_dir = dir.path();
+  DaemonHarness h(options);
+  auto first = h.world().add_guest(3);
+  auto second = h.world().add_guest(4);
+  VbdSpec a;
+  a.domid = 3;
+  a.target = "ram:8M";
+  VbdSpec b = a;
+  b.domid = 4;
+  h.toolstack().add_vbd(a);
+  auto disk_a = first->disk(kXvda);
+  ASSERT_NO_THROW(disk_a->connect());
+  const auto written_a = frontend::pattern(3, 0, 64, 1);
+  ASSERT_EQ(disk_a->write(0, written_a), BLKIF_RSP_OKAY);
+  auto created = h.command({{"command", "snapshot-create"}, {"device", "3/xvda"}, {"store", dir.path() + "/ram.cow"},
+                            {"cluster_size", 16384}});
+  ASSERT_TRUE(created.value("ok", false)) << created.dump();
+
+  h.toolstack().add_vbd(b);
+  auto disk_b = second->disk(kXvda);
+  ASSERT_NO_THROW(disk_b->connect());
+  EXPECT_EQ(read_sectors(*disk_b, 0, 64), std::vector<std::byte>(64 * 512)) << "a new RAM disk holds another's data";
+  const auto written_b = frontend::pattern(4, 0, 64, 2);
+  ASSERT_EQ(disk_b->write(0, written_b), BLKIF_RSP_OKAY);
+  EXPECT_EQ(read_sectors(*disk_a, 0, 64), written_a) << "a RAM disk shows another disk's writes";
+  EXPECT_EQ(read_sectors(*disk_b, 0, 64), written_b);
+}
+
 // A store is written by one origin at a time: a second origin of the same
 // image (another process, say) cannot attach a store the first one holds.
 TEST(Snapshots, AStoreHasOneWriter) {
