@@ -1,6 +1,7 @@
 #include "backend/daemon/Daemon.hpp"
 
 #include <sys/epoll.h>
+#include <algorithm>
 #include <atomic>
 
 #include <cerrno>
@@ -174,8 +175,43 @@ void Daemon::note_watch(const std::string& path, const std::string& token, Watch
   } else if (token == kReleaseToken) {
     batch.domains_released = true;
   } else if (token.rfind(kFrontendTokenPrefix, 0) == 0) {
-    batch.frontend_changed.insert(token.substr(kFrontendTokenPrefix.size()));
+    ++batch.frontend_changed[token.substr(kFrontendTokenPrefix.size())];
   }
+}
+
+void Daemon::suspend_frontend_watch(const std::string& key) {
+  auto it = vbds_.find(key);
+  if (it == vbds_.end() || frontend_guard_.suspended(key)) return;
+  try {
+    xs_.unwatch(it->second->frontend_path() + "/state", kFrontendTokenPrefix + key);
+  } catch (const std::exception& e) {
+    spdlog::error("{}: cannot remove the watch on {}: {}", key, it->second->frontend_path(), e.what());
+    return;
+  }
+  const auto cooldown = frontend_guard_.suspend(key, FrontendWatchGuard::Clock::now());
+  it->second->note_frontend_flood();
+  spdlog::warn("{}: the guest rewrites {}/state in a loop: its changes are read again in {} ms, other guests go first",
+               key, it->second->frontend_path(), cooldown.count());
+}
+
+void Daemon::resume_frontend_watches() {
+  for (const auto& key : frontend_guard_.resumable(FrontendWatchGuard::Clock::now())) {
+    auto it = vbds_.find(key);
+    if (it == vbds_.end()) continue;
+    try {
+      // Fires once at once, so a change made meanwhile is read now.
+      xs_.watch(it->second->frontend_path() + "/state", kFrontendTokenPrefix + key);
+    } catch (const std::exception& e) {
+      spdlog::error("{}: cannot watch {}: {}", key, it->second->frontend_path(), e.what());
+    }
+  }
+}
+
+int Daemon::wait_timeout_ms() const {
+  const auto deadline = frontend_guard_.next_deadline();
+  if (!deadline) return -1;
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - FrontendWatchGuard::Clock::now());
+  return static_cast<int>(std::max<int64_t>(left.count(), 0));
 }
 
 void Daemon::apply_watch_batch(WatchBatch& batch) {
@@ -201,9 +237,16 @@ void Daemon::apply_watch_batch(WatchBatch& batch) {
       if (!hypervisor_.domain_exists(vbd.domid())) guarded(entry.first, [&vbd] { vbd.on_domain_gone(); });
     }
   }
-  for (const auto& key : batch.frontend_changed) {
+  for (const auto& [key, events] : batch.frontend_changed) {
     auto it = vbds_.find(key);
-    if (it != vbds_.end()) guarded(it->second->frontend_path(), [&] { it->second->on_frontend_changed(); });
+    if (it == vbds_.end()) continue;
+    guarded(it->second->frontend_path(), [&, events = events] {
+      // Only events that brought no new state count towards a flood: a
+      // frontend reconnecting quickly changes its state every time.
+      if (!it->second->on_frontend_changed() &&
+          frontend_guard_.note_events(key, events, FrontendWatchGuard::Clock::now()))
+        suspend_frontend_watch(key);
+    });
   }
 }
 
@@ -212,7 +255,12 @@ void Daemon::drop_released() {
   for (auto it = vbds_.begin(); it != vbds_.end();) {
     if (it->second->released()) {
       try {
-        xs_.unwatch(it->second->frontend_path() + "/state", kFrontendTokenPrefix + it->first);
+        if (!frontend_guard_.suspended(it->first))
+          xs_.unwatch(it->second->frontend_path() + "/state", kFrontendTokenPrefix + it->first);
+      } catch (const std::exception&) {
+      }
+      frontend_guard_.forget(it->first);
+      try {
         released_.remember(xs_, it->first, it->second->path());
       } catch (const std::exception&) {
       }
@@ -282,7 +330,7 @@ int Daemon::run() {
     if (stopping_ && vbds_.empty()) return 0;
     if (options_.only_domain && ((served_any_ && vbds_.empty()) || refused_single_)) return refused_single_ ? 1 : 0;
 
-    const int n = epoll_.wait(events, -1);
+    const int n = epoll_.wait(events, wait_timeout_ms());
     if (n < 0) {
       spdlog::error("xbbd: epoll_wait: {}", std::strerror(errno));
       return 1;
@@ -304,6 +352,7 @@ int Daemon::run() {
         control_->on_ready(static_cast<int>(tag - kTagControlBase), watch_fd);
       }
     }
+    resume_frontend_watches();
   }
 }
 

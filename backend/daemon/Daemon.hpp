@@ -18,6 +18,7 @@
 #include "backend/daemon/ControlServer.hpp"
 #include "backend/daemon/DeviceDiscovery.hpp"
 #include "backend/daemon/EpollSet.hpp"
+#include "backend/daemon/FrontendWatchGuard.hpp"
 #include "backend/daemon/LockFile.hpp"
 #include "backend/daemon/PostBox.hpp"
 #include "storage/UniqueFd.hpp"
@@ -89,8 +90,11 @@ class Daemon {
     std::map<std::string, xs::BackendPath> new_devices;  // not served yet
     std::set<std::string> backend_changed;               // served: online or state changed
     bool domains_released = false;
-    std::set<std::string> frontend_changed;              // the frontend's state changed
+    std::map<std::string, unsigned> frontend_changed;    // the frontend's state changed: events
   };
+  void suspend_frontend_watch(const std::string& key);
+  void resume_frontend_watches();
+  int wait_timeout_ms() const;
   void note_watch(const std::string& path, const std::string& token, WatchBatch& batch);
   void apply_watch_batch(WatchBatch& batch);
   void consider_device(const xs::BackendPath& path);
@@ -112,6 +116,8 @@ class Daemon {
   // until their directory is removed.
   std::set<std::string> refused_;
   LetGoDevices released_;
+  // More state events per second than any frontend makes in a connect.
+  FrontendWatchGuard frontend_guard_{100, std::chrono::seconds(1), std::chrono::seconds(30)};
   std::map<std::string, LockFile> device_locks_;  // per served device, when lock_dir is set
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<SizeWatcher> size_watcher_;

@@ -406,10 +406,12 @@ void Vbd::on_backend_changed() {
   maybe_finish_closing();
 }
 
-void Vbd::on_frontend_changed() {
-  if (phase_ == Phase::Released || phase_ == Phase::Releasing || phase_ == Phase::New) return;
+bool Vbd::on_frontend_changed() {
+  if (phase_ == Phase::Released || phase_ == Phase::Releasing || phase_ == Phase::New) return true;
   ++frontend_changes_;
   const auto state = frontend_state();
+  const bool changed = state != last_frontend_state_;
+  last_frontend_state_ = state;
   if (!state) {
     if (!host_.xs.directory(xs::kNoTransaction, frontend_)) {
       spdlog::info("{}: frontend {} vanished", key_, frontend_);
@@ -418,7 +420,7 @@ void Vbd::on_frontend_changed() {
       closed_on_release_ = true;
       release();
     }
-    return;
+    return changed;
   }
   switch (*state) {
     case XenbusState::Initialising:
@@ -444,6 +446,7 @@ void Vbd::on_frontend_changed() {
     default:
       break;
   }
+  return changed;
 }
 
 void Vbd::begin_closing() {
@@ -864,7 +867,8 @@ void Vbd::describe(nlohmann::json& out) const {
          {"protocol", abi_name_},
          {"persistent_grants", persistent_},
          {"mapped_grant_pages", mapped_grant_pages()},
-         {"frontend_changes", frontend_changes_}};
+         {"frontend_changes", frontend_changes_},
+         {"frontend_floods", frontend_floods_}};
   if (storage_) out["size_bytes"] = storage_->properties().size_bytes;
   if (origin_) out["snapshots"] = origin_->snapshots().size();
   if (fault_) out["fault"] = to_string(fault_->settings());

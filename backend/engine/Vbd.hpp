@@ -96,7 +96,12 @@ class Vbd {
   // Security checks, features, InitWait, storage open. False: refused (logged).
   bool start();
   void on_backend_changed();
-  void on_frontend_changed();
+  // Returns false when the frontend's state was what it was the last time
+  // (a watch event that brought nothing: what a flood is made of).
+  bool on_frontend_changed();
+  // The daemon took the frontend-state watch away for a while (the guest
+  // rewrites its state in a loop: FrontendWatchGuard); counted for xbbctl list.
+  void note_frontend_flood() { ++frontend_floods_; }
   void on_domain_gone();
   // xbbctl detach: tell the frontend we are going, drain, then release.
   void detach();
@@ -220,6 +225,8 @@ class Vbd {
   bool resume_after_pause_ = false;   // a resize: pause, reopen, resume
   LogLimiter log_limiter_;
   uint64_t frontend_changes_ = 0;     // times the frontend's state was looked at (xbbctl list)
+  uint64_t frontend_floods_ = 0;      // times its watch was suspended for a flood (xbbctl list)
+  std::optional<xs::XenbusState> last_frontend_state_;  // as on_frontend_changed() last read it
 };
 
 }  // namespace xbb::backend

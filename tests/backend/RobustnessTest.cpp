@@ -320,6 +320,60 @@ TEST(Robustness, AGuestFloodingItsXenstoreDirectoryDoesNotReachTheDaemon) {
               connect_ms[3], connect_ms[4]);
 }
 
+// A guest rewriting the one node the daemon must watch, its frontend state,
+// in a loop. Its events share the daemon's one xenstore queue with everyone
+// else's, so the daemon takes its watch away for a cool-down (reading the
+// state again when it comes back): another guest's connect and close are
+// then not queued behind the flood, and the flooder's own close still lands.
+TEST(Robustness, AGuestRewritingItsStateInALoopLosesItsWatchNotOtherGuestsTheirs) {
+  DaemonHarness h;
+  auto flooder = h.world().add_guest(13);
+  VbdSpec a;
+  a.domid = 13;
+  h.toolstack().add_vbd(a);
+  auto flooded = flooder->disk(a.devid);
+  ASSERT_NO_THROW(flooded->connect());
+  const std::string state_path = flooded->frontend_path() + "/state";
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> writes{0};
+  std::thread flood([&] {
+    auto& xs = flooder->xs();
+    while (!stop) {
+      xs.write(xs::kNoTransaction, state_path, std::to_string(int(XenbusState::Connected)));
+      ++writes;
+    }
+  });
+  auto other = h.world().add_guest(14);
+  std::vector<double> connect_ms;
+  for (int round = 0; round < 3; ++round) {
+    VbdSpec b;
+    b.domid = 14;
+    const auto t0 = std::chrono::steady_clock::now();
+    h.toolstack().add_vbd(b);
+    auto disk = other->disk(b.devid);
+    ASSERT_NO_THROW(disk->connect());
+    connect_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ASSERT_EQ(disk->write(0, frontend::pattern(14, 0, 8, round)), 0);
+    ASSERT_NO_THROW(disk->close());
+    ASSERT_TRUE(h.toolstack().remove_vbd(14, b.devid, 10s));
+  }
+  stop = true;
+  flood.join();
+  const auto changes = h.device_stats("13/51712").value("frontend_changes", uint64_t{0});
+  EXPECT_GE(h.device_stats("13/51712").value("frontend_floods", uint64_t{0}), 1u) << "the flood kept its watch";
+  EXPECT_LT(changes, writes.load() / 100) << "the flood of " << writes << " state writes reached the device";
+  std::vector<std::byte> out(8 * 512);
+  EXPECT_EQ(flooded->read(0, out), 0) << "the flooding guest's own disk still works";
+  // Its watch comes back after the cool-down (1 s, then 2 s, ... while it
+  // floods): its close is noticed then.
+  ASSERT_NO_THROW(flooded->close());
+  ASSERT_TRUE(h.toolstack().remove_vbd(13, a.devid, 10s));
+  std::printf("while a guest rewrote its state %llu times (%llu reached its device), another connected in "
+              "%.1f %.1f %.1f ms\n",
+              static_cast<unsigned long long>(writes.load()), static_cast<unsigned long long>(changes), connect_ms[0],
+              connect_ms[1], connect_ms[2]);
+}
+
 // Near the descriptor limit, a disk whose queues would not fit is refused on
 // its own (an error node and Closing), and a disk that fits still connects.
 TEST(Robustness, ADiskThatWouldExhaustDescriptorsFailsAloneWithAReason) {
