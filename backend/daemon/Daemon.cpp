@@ -237,10 +237,12 @@ void Daemon::apply_watch_batch(WatchBatch& batch) {
       if (!hypervisor_.domain_exists(vbd.domid())) guarded(entry.first, [&vbd] { vbd.on_domain_gone(); });
     }
   }
-  for (const auto& [key, events] : batch.frontend_changed) {
+  for (const auto& entry : batch.frontend_changed) {
+    const std::string& key = entry.first;
+    const unsigned events = entry.second;
     auto it = vbds_.find(key);
     if (it == vbds_.end()) continue;
-    guarded(it->second->frontend_path(), [&, events = events] {
+    guarded(it->second->frontend_path(), [&] {
       // Only events that brought no new state count towards a flood: a
       // frontend reconnecting quickly changes its state every time.
       if (!it->second->on_frontend_changed() &&
