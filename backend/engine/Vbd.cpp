@@ -419,6 +419,10 @@ bool Vbd::on_frontend_changed() {
       // once the I/O in flight has drained, or it waits out its timeout.
       closed_on_release_ = true;
       release();
+    } else if (phase_ == Phase::Closing) {
+      // No readable state (removed, or garbage): done, as maybe_finish_closing
+      // counts it, whether or not a worker is left to report in.
+      maybe_finish_closing();
     }
     return changed;
   }
@@ -428,6 +432,12 @@ bool Vbd::on_frontend_changed() {
         if (guest_log()) spdlog::info("{}: frontend reinitialising; waiting for it again{}", key_, suppressed_note());
         set_state(XenbusState::InitWait);
         phase_ = Phase::InitWait;
+      } else if (phase_ == Phase::Closing) {
+        // Reset while we close, without Closed in between: it is done with
+        // the old connection (maybe_finish_closing counts Initialising as
+        // done), so finish closing now rather than only at a worker's last
+        // event, which may already have passed.
+        maybe_finish_closing();
       }
       break;
     case XenbusState::Initialised:

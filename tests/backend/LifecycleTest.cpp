@@ -270,5 +270,85 @@ TEST(Lifecycle, BadTargetFailsWithAClearHotplugError) {
   EXPECT_NE(h.toolstack().xs().read(0, be + "/hotplug-error").value_or("").find("/nonexistent"), std::string::npos);
 }
 
+// Found by fuzz_negotiation: a frontend that goes from Closing straight back
+// to Initialising (a reset, a kexec, a driver reload that skips Closed), or
+// whose state node stops being a state, after our workers have stopped left
+// the backend in Closing for good: only a worker's last event re-checked
+// whether closing could finish. The toolstack then waited out its timeout
+// for Closed. Both count as done, as they already did when a worker stopped
+// after them: Closed, then InitWait again (or release, when removed).
+void wait_workers_gone(DaemonHarness& h, const std::string& device) {
+  for (int i = 0; i < 1000; ++i) {
+    auto stats = h.device_stats(device);
+    if (!stats.is_null() && stats["queues"].get<size_t>() == 0) return;
+    std::this_thread::sleep_for(5ms);
+  }
+  FAIL() << "the workers of " << device << " never stopped";
+}
+
+// Returns once the daemon has handled every watch event already queued: the
+// first command may share a wake-up with them, the second cannot.
+void let_daemon_catch_up(DaemonHarness& h) {
+  h.command({{"command", "list"}});
+  h.command({{"command", "list"}});
+}
+
+TEST(Lifecycle, FrontendBackToInitialisingWhileClosingReconnects) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  h.toolstack().add_vbd(spec);
+  auto disk = guest->disk(spec.devid);
+  ASSERT_NO_THROW(disk->connect());
+  const auto fe = SimToolstack::frontend_path(3, spec.devid);
+  guest->xs().write(0, fe + "/state", "5");
+  ASSERT_TRUE(disk->wait_backend_state(XenbusState::Closing, 10s));
+  wait_workers_gone(h, "3/51712");
+  guest->xs().write(0, fe + "/state", "1");
+  EXPECT_TRUE(disk->wait_backend_state(XenbusState::InitWait, 10s))
+      << "backend state " << h.toolstack().xs().read(0, SimToolstack::backend_path(3, spec.devid) + "/state").value_or("-");
+}
+
+TEST(Lifecycle, FrontendBackToInitialisingWhileRemovedIsReleased) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  h.toolstack().add_vbd(spec);
+  auto disk = guest->disk(spec.devid);
+  ASSERT_NO_THROW(disk->connect());
+  const auto fe = SimToolstack::frontend_path(3, spec.devid);
+  guest->xs().write(0, fe + "/state", "5");
+  ASSERT_TRUE(disk->wait_backend_state(XenbusState::Closing, 10s));
+  wait_workers_gone(h, "3/51712");
+  h.toolstack().xs().write(0, SimToolstack::backend_path(3, spec.devid) + "/online", "0");
+  let_daemon_catch_up(h);
+  guest->xs().write(0, fe + "/state", "1");
+  EXPECT_TRUE(h.toolstack().wait_backend_state(3, spec.devid, XenbusState::Closed, 10s));
+  for (int i = 0; i < 500 && h.device_count() != 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(h.device_count(), 0u);
+}
+
+TEST(Lifecycle, FrontendStateGarbageWhileRemovedIsReleased) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  h.toolstack().add_vbd(spec);
+  auto disk = guest->disk(spec.devid);
+  ASSERT_NO_THROW(disk->connect());
+  const auto fe = SimToolstack::frontend_path(3, spec.devid);
+  guest->xs().write(0, fe + "/state", "5");
+  ASSERT_TRUE(disk->wait_backend_state(XenbusState::Closing, 10s));
+  wait_workers_gone(h, "3/51712");
+  h.toolstack().xs().write(0, SimToolstack::backend_path(3, spec.devid) + "/online", "0");
+  let_daemon_catch_up(h);
+  guest->xs().write(0, fe + "/state", "not a state");
+  EXPECT_TRUE(h.toolstack().wait_backend_state(3, spec.devid, XenbusState::Closed, 10s));
+  for (int i = 0; i < 500 && h.device_count() != 0; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(h.device_count(), 0u);
+}
+
 }  // namespace
 }  // namespace xbb::backendtest
