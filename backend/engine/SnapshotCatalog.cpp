@@ -43,7 +43,25 @@ std::vector<std::string> SnapshotCatalog::stores_of(const std::string& origin) c
   return it == stores_.end() ? std::vector<std::string>{} : it->second;
 }
 
+namespace {
+
+// JSON strings are UTF-8; a path need not be (Linux allows any bytes but
+// '/' and NUL). Such a name cannot be recorded, and must not be kept in
+// memory either, or every later save would fail on it.
+std::optional<std::string> not_recordable(const std::string& what, const std::string& text) {
+  try {
+    (void)nlohmann::json(text).dump();
+    return std::nullopt;
+  } catch (const nlohmann::json::exception&) {
+    return "the " + what + " is not valid UTF-8, which the snapshot catalog (JSON) cannot record";
+  }
+}
+
+}  // namespace
+
 std::optional<std::string> SnapshotCatalog::add(const std::string& origin, const std::string& store) {
+  if (auto error = not_recordable("origin name", origin)) return error;
+  if (auto error = not_recordable("store path", store)) return error;
   auto& stores = stores_[origin];
   if (std::find(stores.begin(), stores.end(), store) == stores.end()) stores.push_back(store);
   return save();
@@ -65,8 +83,13 @@ std::optional<std::string> SnapshotCatalog::save() const {
   // Durable before it counts: the new contents reach the disk before the
   // rename, and the rename before we report success (a crash right after a
   // snapshot is taken must not lose the record that re-attaches it).
+  std::string text;
+  try {
+    text = j.dump(2) + "\n";
+  } catch (const nlohmann::json::exception& e) {
+    return "cannot write the snapshot catalog " + path_ + ": " + e.what();
+  }
   const std::string tmp = path_ + ".tmp";
-  const std::string text = j.dump(2) + "\n";
   storage::UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   if (!fd) return "cannot write " + tmp + ": " + std::strerror(errno);
   for (size_t done = 0; done < text.size();) {
