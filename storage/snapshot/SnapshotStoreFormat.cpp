@@ -60,7 +60,10 @@ SnapshotHeader SnapshotHeader::for_origin(uint64_t origin_size, uint32_t cluster
   SnapshotHeader h;
   h.cluster_size = cluster_size;
   h.origin_size = origin_size;
-  h.cluster_count = (origin_size + cluster_size - 1) / cluster_size;
+  // Rounded up without adding first: origin + cluster - 1 wraps around for
+  // origins within a cluster of 2^64, and a wrapped count is a layout that
+  // does not cover the origin.
+  h.cluster_count = origin_size / cluster_size + (origin_size % cluster_size != 0 ? 1 : 0);
   h.map_offset = kHeaderSize;
   h.data_offset = round_up(h.map_offset + h.cluster_count * 8, cluster_size);
   h.origin_identity = std::move(origin_identity);

@@ -60,6 +60,28 @@ TEST(SnapshotHeader, RejectsCorruptionWithAReason) {
   EXPECT_NE(decode_snapshot_header(raw, back).find("cluster size"), std::string::npos);
 }
 
+// Found by fuzz_snapshot: for an origin size within a cluster of 2^64, the
+// cluster count wrapped around to 0, so a header claiming an origin of
+// 16 EiB with no clusters and an empty map passed as consistent. A Snapshot
+// opened from it would index its bitmap (zero words) with any cluster the
+// origin has. The layout must always cover the origin.
+TEST(SnapshotHeader, AnOriginSizeWhoseLayoutOverflowsIsRefused) {
+  const uint64_t huge = UINT64_MAX - 511;  // the largest multiple of 512
+  const SnapshotHeader layout = SnapshotHeader::for_origin(huge, 4096, "x");
+  EXPECT_GE(static_cast<unsigned __int128>(layout.cluster_count) * 4096, huge) << "the clusters do not cover the origin";
+  SnapshotHeader h = layout;
+  h.cluster_count = 0;  // what the wrapped-around computation produced
+  h.data_offset = 4096;
+  std::array<uint8_t, SnapshotHeader::kHeaderSize> raw{};
+  encode_snapshot_header(h, raw);
+  SnapshotHeader back;
+  EXPECT_NE(decode_snapshot_header(raw, back), "");
+  // The true layout is consistent (open() then refuses the file as too short for it).
+  encode_snapshot_header(layout, raw);
+  ASSERT_EQ(decode_snapshot_header(raw, back), "");
+  EXPECT_EQ(back.cluster_count, uint64_t{1} << 52);
+}
+
 TEST(SnapshotStore, CreateRefusesBadParametersAndExistingFiles) {
   TempDir dir;
   EXPECT_NE(error_of([&] { SnapshotStore::create(dir.file("a"), "ram:1M", 1 << 20, 3000); }).find("cluster size"),
