@@ -96,7 +96,7 @@ void ControlServer::accept_all(const std::function<void(int, bool)>& watch) {
       ::close(fd);
       continue;
     }
-    connections_[fd] = Connection{++next_serial_, {}, false, false};
+    connections_[fd] = Connection{++next_serial_, {}, false, false, false};
     watch(fd, true);
   }
 }
@@ -120,7 +120,11 @@ void ControlServer::serve(int fd, const std::function<void(int, bool)>& watch) {
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    connection.closed = n == 0 || errno != EAGAIN;
+    if (n == 0) {
+      connection.eof = true;
+    } else {
+      connection.closed = errno != EAGAIN;
+    }
     break;
   }
   if (connection.buffer.size() > kMaxRequestBytes) connection.closed = true;
@@ -133,6 +137,9 @@ void ControlServer::serve(int fd, const std::function<void(int, bool)>& watch) {
     }
     return;
   }
+  // The client shut down its side after its requests (printf ... | socat,
+  // nc -N): nothing more to read, but every complete line is still answered.
+  if (connection.eof) watch(fd, false);
   handle_lines(fd);
 }
 
@@ -158,6 +165,12 @@ void ControlServer::handle_lines_of(int fd) {
     if (it == connections_.end()) return;
     Connection& connection = it->second;
     const size_t newline = connection.buffer.find('\n');
+    if (connection.eof && !connection.answering && newline == std::string::npos) {
+      // Every request of a client that is done sending has been answered.
+      connections_.erase(it);
+      ::close(fd);
+      return;
+    }
     if (connection.answering || connection.closed || newline == std::string::npos) return;
     const std::string line = connection.buffer.substr(0, newline);
     connection.buffer.erase(0, newline + 1);

@@ -46,6 +46,7 @@ class ControlServer {
     std::string buffer;        // input not yet handled
     bool answering = false;    // a request of this connection awaits its reply
     bool closed = false;       // the peer is gone; dropped once no reply is awaited
+    bool eof = false;          // the peer sent all it will; dropped once its lines are answered
   };
   void accept_all(const std::function<void(int, bool)>& watch);
   void serve(int fd, const std::function<void(int, bool)>& watch);
