@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <thread>
 
 #include "tests/backend/DaemonHarness.hpp"
@@ -348,6 +349,50 @@ TEST(Lifecycle, FrontendStateGarbageWhileRemovedIsReleased) {
   EXPECT_TRUE(h.toolstack().wait_backend_state(3, spec.devid, XenbusState::Closed, 10s));
   for (int i = 0; i < 500 && h.device_count() != 0; ++i) std::this_thread::sleep_for(10ms);
   EXPECT_EQ(h.device_count(), 0u);
+}
+
+// Found by fuzz_control (restoring its device after a fuzzed detach): a
+// device detached with xbbctl is not served again while its directory stays,
+// but once the toolstack removes the directory and creates it anew it is a
+// new device. When the removal was handled while the released Vbd still
+// awaited its removal from the daemon's table (the frontend's Closed and the
+// toolstack's removal in one batch of watch events), the detached mark was
+// never cleared and the new device was never served.
+TEST(Lifecycle, ADetachedDeviceRemovedInTheSameBatchIsServedWhenCreatedAnew) {
+  DaemonHarness h;
+  auto guest = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  h.toolstack().add_vbd(spec);
+  auto disk = guest->disk(spec.devid);
+  ASSERT_NO_THROW(disk->connect());
+  ASSERT_TRUE(h.command({{"command", "detach"}, {"device", "3/xvda"}}).value("ok", false));
+  ASSERT_TRUE(disk->wait_backend_state(XenbusState::Closing, 10s));
+  const auto fe = SimToolstack::frontend_path(3, spec.devid);
+  guest->xs().write(0, fe + "/state", "5");
+  let_daemon_catch_up(h);
+  // Hold the control thread while the frontend closes and the toolstack
+  // removes both directories, so that it sees both in one batch.
+  std::promise<void> hold, held;
+  h.daemon().post([&] {
+    held.set_value();
+    hold.get_future().wait();
+  });
+  held.get_future().wait();
+  guest->xs().write(0, fe + "/state", "6");
+  auto& store = h.toolstack().xs();
+  xs::with_transaction(store, [&](xs::TxId tx) {
+    store.rm(tx, SimToolstack::backend_path(3, spec.devid));
+    store.rm(tx, fe);
+  });
+  hold.set_value();
+  let_daemon_catch_up(h);
+  ASSERT_EQ(h.device_count(), 0u);
+
+  disk.reset();
+  h.toolstack().add_vbd(spec);
+  EXPECT_TRUE(h.toolstack().wait_backend_state(3, spec.devid, XenbusState::InitWait, 10s))
+      << "the device created anew was never served";
 }
 
 }  // namespace
