@@ -1,8 +1,10 @@
 #include "tests/frontend/SoftBlkfront.hpp"
 
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -716,6 +718,94 @@ uint64_t SoftBlkfront::storm_requests_once(unsigned q) {
   ring::SharedRingIndices::full_barrier();
   if (uint32_t(storm.prod - shared.req_event()) < uint32_t(storm.prod - old)) events_->notify(queue.port);
   return storm.prod - old;
+}
+
+GuestMisbehaviour::~GuestMisbehaviour() { stop(); }
+
+void GuestMisbehaviour::stop() {
+  stop_.store(true, std::memory_order_relaxed);
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string GuestMisbehaviour::first_error() const {
+  std::lock_guard lock(error_mutex_);
+  return first_error_;
+}
+
+void GuestMisbehaviour::start(std::function<std::string()> step, std::chrono::microseconds pause) {
+  thread_ = std::thread([this, step = std::move(step), pause] {
+    while (!stop_.load(std::memory_order_relaxed)) {
+      std::string error = step();
+      if (error.empty()) {
+        actions_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        // A hostile guest does not give up; it only stops being counted.
+        if (refused_.fetch_add(1, std::memory_order_relaxed) == 0) {
+          std::lock_guard lock(error_mutex_);
+          first_error_ = std::move(error);
+        }
+      }
+      if (pause.count() > 0) std::this_thread::sleep_for(pause);
+    }
+  });
+}
+
+XenstoreFlood::XenstoreFlood(std::unique_ptr<xs::XenStore> connection, std::string frontend, XenstoreFloodConfig config)
+    : xs_(std::move(connection)), frontend_(std::move(frontend)), config_(std::move(config)) {
+  using Pattern = XenstoreFloodConfig::Pattern;
+  start(
+      [this]() -> std::string {
+        try {
+          const uint64_t n = serial_++;
+          switch (config_.pattern) {
+            case Pattern::NewNodes:
+              xs_->write(xs::kNoTransaction,
+                         frontend_ + "/" + config_.prefix + "-" + std::to_string(n % std::max(config_.nodes, 1u)),
+                         std::to_string(n));
+              break;
+            case Pattern::RewriteNode:
+              xs_->write(xs::kNoTransaction, frontend_ + "/" + config_.prefix, std::to_string(n));
+              break;
+            case Pattern::StateNode: {
+              auto state = xs_->read(xs::kNoTransaction, frontend_ + "/state");
+              if (!state) return "no state node to rewrite";
+              xs_->write(xs::kNoTransaction, frontend_ + "/state", *state);
+              break;
+            }
+          }
+          return "";
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+      },
+      config_.pause);
+}
+
+XenstoreFlood::~XenstoreFlood() { stop(); }
+
+EventStorm::EventStorm(storage::UniqueFd notifier, EventStormConfig config) : notifier_(std::move(notifier)) {
+  start(
+      [this]() -> std::string {
+        const uint64_t one = 1;
+        // A full counter (EAGAIN) is a pending event like any other.
+        if (::write(notifier_.get(), &one, sizeof one) < 0 && errno != EAGAIN) return std::strerror(errno);
+        return "";
+      },
+      config.pause);
+}
+
+EventStorm::~EventStorm() { stop(); }
+
+std::unique_ptr<XenstoreFlood> SoftBlkfront::start_xenstore_flood(std::unique_ptr<xs::XenStore> connection,
+                                                                  XenstoreFloodConfig config) {
+  return std::make_unique<XenstoreFlood>(std::move(connection), frontend_, std::move(config));
+}
+
+std::unique_ptr<EventStorm> SoftBlkfront::start_event_storm(unsigned q, EventStormConfig config) {
+  if (!connected_) throw std::logic_error("softblkfront: an event storm needs a connected ring");
+  auto notifier = events_->duplicate_notifier(queues_.at(q).port);
+  if (!notifier) throw std::runtime_error("softblkfront: cannot duplicate the event channel of queue " + std::to_string(q));
+  return std::make_unique<EventStorm>(std::move(notifier), config);
 }
 
 void SoftBlkfront::corrupt_producer(unsigned q) {

@@ -19,14 +19,17 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ring/protocol/Abi.hpp"
 #include "ring/protocol/FrontRing.hpp"
 #include "ring/protocol/Request.hpp"
+#include "storage/UniqueFd.hpp"
 #include "tests/frontend/RingMapping.hpp"
 #include "tests/sim/guestmem/SimDomainLink.hpp"
 #include "xenstore/XenStore.hpp"
@@ -101,6 +104,88 @@ enum class Misbehaviour {
   WrongDomainGrant,     // a segment granted to another domain than the backend's
   GarbageIndirect,      // indirect pages full of random bytes
   UnknownOperation,     // operation byte 0x42
+};
+
+// A misbehaviour that runs on a thread of its own, beside whatever the
+// guest's own thread does (I/O, close, reconnect), until stop() or
+// destruction. These are the hostile guests of issue #15 items 2 and 3: a
+// backend must keep serving every other guest, and this guest's own
+// requests, stop and detach, while one runs.
+class GuestMisbehaviour {
+ public:
+  GuestMisbehaviour(const GuestMisbehaviour&) = delete;
+  GuestMisbehaviour& operator=(const GuestMisbehaviour&) = delete;
+  virtual ~GuestMisbehaviour();
+
+  // Ends the loop and joins its thread. Idempotent.
+  void stop();
+  // What the loop did so far: xenstore writes, or notifications sent.
+  uint64_t actions() const { return actions_.load(std::memory_order_relaxed); }
+  // Actions the hypervisor refused (a node xenstored would not write, ...).
+  uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
+  // The first refusal's message, "" if none.
+  std::string first_error() const;
+
+ protected:
+  GuestMisbehaviour() = default;
+  // Runs `step` in a loop on a new thread, `pause` apart, until stop().
+  // step() returns "" when the action was done, else why it was refused.
+  void start(std::function<std::string()> step, std::chrono::microseconds pause);
+
+ private:
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> actions_{0};
+  std::atomic<uint64_t> refused_{0};
+  mutable std::mutex error_mutex_;
+  std::string first_error_;
+};
+
+// Issue #15 item 2: a guest that writes nodes under its own frontend
+// directory in a tight loop (everything there is the guest's to write, and
+// xenstored fires every watch on the directory for each write).
+struct XenstoreFloodConfig {
+  enum class Pattern {
+    NewNodes,     // PREFIX-0 .. PREFIX-(nodes-1), cycling, each with a new value
+    RewriteNode,  // PREFIX alone, a new value each time
+    StateNode,    // `state`, rewritten with the value it holds (only while the
+                  // guest's own thread leaves its state alone)
+  };
+  Pattern pattern = Pattern::NewNodes;
+  unsigned nodes = 256;
+  std::string prefix = "flood";
+  std::chrono::microseconds pause{0};  // between writes; 0 is a tight loop
+};
+
+class XenstoreFlood final : public GuestMisbehaviour {
+ public:
+  // `connection`: a xenstore connection of the guest's domain for this
+  // thread alone; `frontend`: the frontend directory.
+  XenstoreFlood(std::unique_ptr<xs::XenStore> connection, std::string frontend, XenstoreFloodConfig config);
+  ~XenstoreFlood() override;
+
+ private:
+  std::unique_ptr<xs::XenStore> xs_;
+  std::string frontend_;
+  XenstoreFloodConfig config_;
+  uint64_t serial_ = 0;  // the loop thread's
+};
+
+// Issue #15 item 3: a guest that notifies its event channel in a loop
+// without putting a request on the ring.
+struct EventStormConfig {
+  std::chrono::microseconds pause{0};  // between notifications; 0 is a tight loop
+};
+
+class EventStorm final : public GuestMisbehaviour {
+ public:
+  // `notifier`: a descriptor that notifies the port when 1 is written to it
+  // (SimGuestEvents::duplicate_notifier).
+  EventStorm(storage::UniqueFd notifier, EventStormConfig config);
+  ~EventStorm() override;
+
+ private:
+  storage::UniqueFd notifier_;
 };
 
 struct BlkRequest {
@@ -195,6 +280,16 @@ class SoftBlkfront {
   // Misbehaviour: sets queue q's req_prod far more than a ring ahead of
   // what it consumed, then notifies.
   void corrupt_producer(unsigned queue);
+  // Misbehaviour on its own thread (see GuestMisbehaviour): floods xenstore
+  // under this frontend's directory through `connection`, a second xenstore
+  // connection of this guest (InProcessGuest::connect_store()). Works
+  // whether connected or not.
+  std::unique_ptr<XenstoreFlood> start_xenstore_flood(std::unique_ptr<xs::XenStore> connection,
+                                                      XenstoreFloodConfig config = {});
+  // Misbehaviour on its own thread: notifies queue q's event channel in a
+  // loop, no request on the ring. Needs connect(); keeps storming (into the
+  // void) after close(), until stopped.
+  std::unique_ptr<EventStorm> start_event_storm(unsigned queue, EventStormConfig config = {});
 
   // Storms, until `stop` (run one on a thread of its own; the instance is
   // good for nothing but close() afterwards). Each returns how many events

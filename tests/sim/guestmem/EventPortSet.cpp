@@ -1,5 +1,6 @@
 #include "tests/sim/guestmem/EventPortSet.hpp"
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -44,6 +45,12 @@ int EventPortSet::notify(EvtchnPort port) {
   // A full counter (EAGAIN) already means "pending": the event is not lost.
   if (::write(it->second.outgoing.get(), &one, sizeof one) < 0 && errno != EAGAIN) return -errno;
   return 0;
+}
+
+storage::UniqueFd EventPortSet::duplicate_notifier(EvtchnPort port) const {
+  auto it = ports_.find(port);
+  if (it == ports_.end()) return storage::UniqueFd();
+  return storage::UniqueFd(::fcntl(it->second.outgoing.get(), F_DUPFD_CLOEXEC, 0));
 }
 
 std::optional<EvtchnPort> EventPortSet::pending() {

@@ -31,6 +31,9 @@ class EventPortSet {
   bool contains(EvtchnPort port) const { return ports_.contains(port); }
 
   int notify(EvtchnPort port);
+  // A second descriptor for notifying `port` (closed or not valid when the
+  // port is unknown): writing 1 to it is notify(), from any thread.
+  storage::UniqueFd duplicate_notifier(EvtchnPort port) const;
   int fd() const { return epoll_.get(); }
   std::optional<EvtchnPort> pending();
   int unmask(EvtchnPort port);

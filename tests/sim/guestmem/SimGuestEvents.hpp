@@ -24,6 +24,8 @@ class SimGuestEvents {
   int close(EvtchnPort port);
 
   int notify(EvtchnPort port) { return ports_.notify(port); }
+  // For notifying from another thread (EventPortSet::duplicate_notifier).
+  storage::UniqueFd duplicate_notifier(EvtchnPort port) const { return ports_.duplicate_notifier(port); }
   int fd() const { return ports_.fd(); }
   std::optional<EvtchnPort> pending() { return ports_.pending(); }
   int unmask(EvtchnPort port) { return ports_.unmask(port); }
