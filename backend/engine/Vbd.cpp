@@ -109,7 +109,12 @@ std::string Vbd::suppressed_note() {
 
 void Vbd::remember(const std::string& node, const std::string& value) {
   try {
-    host_.xs.write(xs::kNoTransaction, backend_ + kSettingsDir + "/" + node, value);
+    // Only into the directory as it is: a write creates missing parents, and
+    // a setting that comes after the toolstack removed the device would
+    // re-create a stub of its directory that nobody ever removes.
+    xs::with_transaction(host_.xs, [&](xs::TxId tx) {
+      if (host_.xs.directory(tx, backend_)) host_.xs.write(tx, backend_ + kSettingsDir + "/" + node, value);
+    });
   } catch (const std::exception& e) {
     spdlog::warn("{}: cannot record {} = {} for a restart: {}", key_, node, value, e.what());
   }

@@ -395,5 +395,56 @@ TEST(Lifecycle, ADetachedDeviceRemovedInTheSameBatchIsServedWhenCreatedAnew) {
       << "the device created anew was never served";
 }
 
+// Found by the soak: `xbbctl fault` reached a detached device after its
+// frontend had closed and the toolstack had removed both directories, but
+// before the daemon dropped it. Recording the setting for a restart wrote
+// backend/vbd/D/N/xbbd/fault, which re-created a stub of the removed
+// directory; the detach mark then never cleared (the directory "exists"), so
+// the disk created anew there was never served, and the stub stayed forever.
+TEST(Lifecycle, ASettingForARemovedDeviceDoesNotRecreateItsDirectory) {
+  auto options = default_options();
+  options.vbd.fault_injection = true;
+  DaemonHarness h(options);
+  auto guest = h.world().add_guest(3);
+  VbdSpec spec;
+  spec.domid = 3;
+  h.toolstack().add_vbd(spec);
+  auto disk = guest->disk(spec.devid);
+  ASSERT_NO_THROW(disk->connect());
+  ASSERT_TRUE(h.command({{"command", "detach"}, {"device", "3/xvda"}}).value("ok", false));
+  ASSERT_TRUE(disk->wait_backend_state(XenbusState::Closing, 10s));
+  const auto fe = SimToolstack::frontend_path(3, spec.devid);
+  const auto be = SimToolstack::backend_path(3, spec.devid);
+  guest->xs().write(0, fe + "/state", "5");
+  let_daemon_catch_up(h);
+  // Hold the control thread: the frontend closes and the toolstack removes
+  // both directories, then the setting comes, all before the daemon runs again.
+  std::promise<void> hold, held;
+  h.daemon().post([&] {
+    held.set_value();
+    hold.get_future().wait();
+  });
+  held.get_future().wait();
+  guest->xs().write(0, fe + "/state", "6");
+  auto& store = h.toolstack().xs();
+  xs::with_transaction(store, [&](xs::TxId tx) {
+    store.rm(tx, be);
+    store.rm(tx, fe);
+  });
+  std::promise<nlohmann::json> answered;
+  h.daemon().post([&] {
+    answered.set_value(h.daemon().handle_command({{"command", "fault"}, {"device", "3/xvda"}, {"spec", "rate=10"}}));
+  });
+  hold.set_value();
+  answered.get_future().wait();
+  let_daemon_catch_up(h);
+  EXPECT_FALSE(store.read(0, be).has_value()) << "a stub of the removed backend directory was written";
+
+  disk.reset();
+  h.toolstack().add_vbd(spec);
+  EXPECT_TRUE(h.toolstack().wait_backend_state(3, spec.devid, XenbusState::InitWait, 10s))
+      << "the device created anew was never served";
+}
+
 }  // namespace
 }  // namespace xbb::backendtest
