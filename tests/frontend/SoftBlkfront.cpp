@@ -183,6 +183,15 @@ void SoftBlkfront::setup_queues() {
 
 void SoftBlkfront::publish_rings() {
   xs::with_transaction(xs_, [&](xs::TxId tx) {
+    // A reconnect may use another geometry (queues, ring order): what the
+    // previous connection wrote must not be read as part of this one.
+    if (auto keys = xs_.directory(tx, frontend_)) {
+      for (const auto& key : *keys) {
+        if (key.rfind("ring-ref", 0) == 0 || key.rfind("queue-", 0) == 0 || key == "ring-page-order" ||
+            key == "multi-queue-num-queues" || key == "event-channel")
+          xs_.rm(tx, frontend_ + "/" + key);
+      }
+    }
     auto write_queue = [&](const std::string& dir, const Queue& q) {
       if (q.ring_grants.size() == 1) {
         xs_.write(tx, dir + "/ring-ref", std::to_string(q.ring_grants[0]));
