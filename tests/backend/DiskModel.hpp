@@ -3,6 +3,7 @@
 // not zero them), never wrong.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -17,6 +18,11 @@ class DiskModel {
   explicit DiskModel(uint64_t sectors) : data_(sectors * 512), known_(sectors, true) {}
 
   uint64_t sectors() const { return known_.size(); }
+  // A new, zeroed disk of the same size, without allocating again.
+  void reset() {
+    std::fill(data_.begin(), data_.end(), std::byte{0});
+    std::fill(known_.begin(), known_.end(), true);
+  }
   void write(uint64_t sector, std::span<const std::byte> bytes) {
     std::memcpy(data_.data() + sector * 512, bytes.data(), bytes.size());
     for (uint64_t s = 0; s < bytes.size() / 512; ++s) known_[sector + s] = true;

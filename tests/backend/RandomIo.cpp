@@ -14,7 +14,8 @@ using Kind = BlkRequest::Kind;
 using namespace std::chrono_literals;
 
 IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned requests, unsigned depth,
-                      uint32_t seed, const std::function<void(uint64_t completed)>& after_completion) {
+                      uint32_t seed, const std::function<void(uint64_t completed)>& after_completion,
+                      bool forget_failed_writes) {
   std::mt19937 rng(seed);
   IoTally tally;
   struct InFlight {
@@ -38,6 +39,8 @@ IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned r
     const BlkRequest& r = it->second.request;
     if (c.status != 0) {
       ++tally.failures;
+      if (forget_failed_writes && (r.kind == Kind::Write || r.kind == Kind::Barrier) && !r.data.empty())
+        model.forget(r.sector, r.data.size() / 512);
       if (tally.first_error.empty())
         tally.first_error = "status " + std::to_string(c.status) + " for kind " + std::to_string(int(r.kind)) +
                             " at sector " + std::to_string(r.sector);

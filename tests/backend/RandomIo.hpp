@@ -24,7 +24,11 @@ struct IoTally {
 // Throws std::runtime_error when nothing completes for 5 s (requests that
 // are never answered). `after_completion`, if given, is called with the
 // number of requests completed so far each time some complete.
+// `forget_failed_writes`: a write answered with an error leaves its sectors
+// unknown in the model (with fault injection, say, where one guest request
+// may be several storage requests and only some of them fail).
 IoTally run_random_io(frontend::SoftBlkfront& disk, DiskModel& model, unsigned requests, unsigned depth,
-                      uint32_t seed, const std::function<void(uint64_t completed)>& after_completion = {});
+                      uint32_t seed, const std::function<void(uint64_t completed)>& after_completion = {},
+                      bool forget_failed_writes = false);
 
 }  // namespace xbb::backendtest
