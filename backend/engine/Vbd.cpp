@@ -792,6 +792,20 @@ void Vbd::resume(const std::string& new_target, Done done) {
 // `error` is what the waiters hear even when the resume itself succeeds (a
 // refused resize resumes on the old storage).
 void Vbd::resume_workers(std::optional<std::string> error) {
+  // The guest may have started over meanwhile (kexec, a driver reload): its
+  // old ring refs are then its to reuse for anything, and it has not asked to
+  // connect. Close the old connection instead; one starting over then finds
+  // InitWait, as after any close.
+  const auto state = frontend_state();
+  if (state != XenbusState::Initialised && state != XenbusState::Connected) {
+    const std::string why = "the frontend is no longer connected (state " +
+                            (state ? xs::to_string(*state) : std::string("unreadable")) + "); closing instead";
+    spdlog::warn("{}: not resuming: {}", key_, why);
+    answer_waiters(resume_waiters_, why);
+    begin_closing();
+    maybe_finish_closing();
+    return;
+  }
   connect();
   if (phase_ != Phase::Connected) {
     answer_waiters(resume_waiters_, error ? error : std::optional<std::string>("the device could not be connected again"));

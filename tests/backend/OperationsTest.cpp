@@ -219,6 +219,28 @@ TEST_F(OperationsTest, ASecondWriterOfAnImageIsRefusedWithAReason) {
   EXPECT_EQ(hotplug_status(h_, later.spec), "connected");
 }
 
+// Found by fuzz_negotiation: a guest that started over while its disk was
+// paused (a kexec, a driver reload: state Initialising, or no readable state
+// at all) still had its old rings mapped again by resume, and the backend
+// announced Connected to a frontend that had not asked. Those grant refs are
+// the guest's to reuse for anything by then. A resume now reconnects only to
+// a frontend that is still Initialised or Connected; otherwise the old
+// connection is closed, and a frontend starting over finds InitWait.
+TEST_F(OperationsTest, ResumeAfterTheGuestStartedOverDoesNotMapItsOldRings) {
+  ASSERT_TRUE(command("pause").value("ok", false));
+  guest_->xs().write(xs::kNoTransaction, disk_->frontend_path() + "/state", "1");
+  auto resumed = command("resume");
+  EXPECT_FALSE(resumed.value("ok", true)) << "resumed onto a frontend that started over: " << resumed.dump();
+  EXPECT_TRUE(disk_->wait_backend_state(XenbusState::InitWait, kHangGuard)) << "state " << backend_node("state");
+  EXPECT_EQ(h_.device_stats("3/51712").value("mapped_grant_pages", 1), 0) << "the old rings were mapped again";
+  // The guest's new driver connects as on a first boot.
+  disk_.reset();
+  disk_ = guest_->disk(spec_.devid);
+  ASSERT_NO_THROW(disk_->connect());
+  ASSERT_EQ(disk_->write(0, frontend::pattern(4, 0, 8, 0)), 0);
+  EXPECT_TRUE(disk_->violations().empty());
+}
+
 TEST(OperationsSharingTest, ReadersShareAnImageAndTwoDomainsOfOneVmShareAWritableOne) {
   DaemonHarness h;
   TempFile image(kDiskBytes);
