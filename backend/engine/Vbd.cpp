@@ -465,10 +465,16 @@ bool Vbd::on_frontend_changed() {
 }
 
 void Vbd::begin_closing() {
+  // A pause holds one connection's requests: closing that connection ends
+  // it, recorded for a restart or still to be applied after an adoption.
+  const bool paused = start_paused_ || phase_ == Phase::Pausing || phase_ == Phase::Paused ||
+                      phase_ == Phase::Reopening;
+  start_paused_ = false;
   stop_workers();
   set_state(XenbusState::Closing);
   phase_ = Phase::Closing;
   resume_after_pause_ = false;
+  if (paused) forget("paused");
   const std::optional<std::string> closing = "the device is closing";
   answer_waiters(pause_waiters_, closing);
   answer_waiters(resume_waiters_, closing);

@@ -241,6 +241,23 @@ TEST_F(OperationsTest, ResumeAfterTheGuestStartedOverDoesNotMapItsOldRings) {
   EXPECT_TRUE(disk_->violations().empty());
 }
 
+// Found by fuzz_negotiation: a paused disk whose guest closed it (or reset)
+// and connected again was served again, yet "xbbd/paused" stayed recorded, so
+// the next xbbd would pause the new connection; and an xbbd that had adopted
+// a paused disk still paused it when its storage opened after the frontend
+// had closed and started over, holding a fresh guest in InitWait. Closing
+// the connection ends its pause.
+TEST_F(OperationsTest, ClosingAPausedDiskEndsThePause) {
+  ASSERT_TRUE(command("pause").value("ok", false));
+  ASSERT_EQ(backend_node("xbbd/paused"), "1");
+  ASSERT_NO_THROW(disk_->close());
+  EXPECT_EQ(backend_node("xbbd/paused"), "") << "a closed connection's pause outlives it";
+  ASSERT_NO_THROW(disk_->reinitialise());
+  ASSERT_NO_THROW(disk_->connect());
+  EXPECT_EQ(h_.device_stats("3/51712").value("phase", ""), "connected");
+  ASSERT_EQ(disk_->write(0, frontend::pattern(5, 0, 8, 0)), 0);
+}
+
 TEST(OperationsSharingTest, ReadersShareAnImageAndTwoDomainsOfOneVmShareAWritableOne) {
   DaemonHarness h;
   TempFile image(kDiskBytes);
