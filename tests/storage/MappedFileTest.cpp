@@ -168,6 +168,12 @@ TEST_F(MappedFileTest, CopiesMatchTheFileAndFollowItsWrites) {
 }
 
 TEST_F(MappedFileTest, AFileTruncatedUnderneathFailsTheCopyAndTheProcessLives) {
+#if defined(XBB_TSAN)
+  // Under ThreadSanitizer the copy's memcpy is TSan's interceptor, and a
+  // fault inside its runtime never reaches xbbd's handler (the process dies
+  // of SIGBUS). The gcc and ASan builds check the recovery.
+  GTEST_SKIP() << "a SIGBUS inside TSan's memcpy interceptor cannot be recovered from";
+#endif
   const uint64_t size = 1 << 20;
   ASSERT_NO_FATAL_FAILURE(map_written_file(size, 31));
   ASSERT_EQ(::ftruncate(fd_.get(), size / 2), 0);
@@ -203,6 +209,12 @@ TEST(MappedFileDeathTest, ASigbusOutsideACopyStillEndsTheProcess) {
         return (WIFEXITED(status) && WEXITSTATUS(status) == 1) || (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
       },
       "AddressSanitizer: BUS");
+#elif defined(XBB_TSAN)
+      // The same with TSan's handler, which exits with its exitcode (66).
+      [](int status) {
+        return (WIFEXITED(status) && WEXITSTATUS(status) == 66) || (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+      },
+      "ThreadSanitizer: BUS");
 #else
       ::testing::KilledBySignal(SIGBUS), "");
 #endif
