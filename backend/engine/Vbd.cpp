@@ -84,9 +84,21 @@ const char* Vbd::phase_name() const {
   return "?";
 }
 
+// Every write into the backend directory goes through here. A write creates
+// missing parents, so one that comes after the toolstack removed the device
+// would re-create its directory with dom0-only permissions; when the toolstack
+// then creates the device anew, it finds those nodes, and the guest cannot
+// read its backend's state (found by fuzz_control: a disk re-created at once
+// was never connected).
+void Vbd::write_own_directory(const std::function<void(xs::TxId)>& writes) {
+  xs::with_transaction(host_.xs, [&](xs::TxId tx) {
+    if (host_.xs.directory(tx, backend_)) writes(tx);
+  });
+}
+
 void Vbd::set_state(XenbusState state) {
   try {
-    xs::write_state(host_.xs, xs::kNoTransaction, backend_, state);
+    write_own_directory([&](xs::TxId tx) { xs::write_state(host_.xs, tx, backend_, state); });
   } catch (const std::exception& e) {
     spdlog::warn("{}: cannot write state {}: {}", key_, xs::to_string(state), e.what());
   }
@@ -112,9 +124,7 @@ void Vbd::remember(const std::string& node, const std::string& value) {
     // Only into the directory as it is: a write creates missing parents, and
     // a setting that comes after the toolstack removed the device would
     // re-create a stub of its directory that nobody ever removes.
-    xs::with_transaction(host_.xs, [&](xs::TxId tx) {
-      if (host_.xs.directory(tx, backend_)) host_.xs.write(tx, backend_ + kSettingsDir + "/" + node, value);
-    });
+    write_own_directory([&](xs::TxId tx) { host_.xs.write(tx, backend_ + kSettingsDir + "/" + node, value); });
   } catch (const std::exception& e) {
     spdlog::warn("{}: cannot record {} = {} for a restart: {}", key_, node, value, e.what());
   }
@@ -221,7 +231,7 @@ Vbd::Limits Vbd::adopted_limits() const {
 }
 
 void Vbd::publish_features() {
-  xs::with_transaction(host_.xs, [&](xs::TxId tx) {
+  write_own_directory([&](xs::TxId tx) {
     host_.xs.write(tx, backend_ + "/feature-max-indirect-segments", std::to_string(limits_.max_indirect_segments));
     host_.xs.write(tx, backend_ + "/multi-queue-max-queues", std::to_string(limits_.max_queues));
     host_.xs.write(tx, backend_ + "/max-ring-page-order", std::to_string(limits_.max_ring_page_order));
@@ -326,7 +336,7 @@ void Vbd::on_storage_opened(std::shared_ptr<Opened> opened, OpenPurpose purpose)
     }
     install_storage(*opened);
     try {
-      host_.xs.write(xs::kNoTransaction, backend_ + "/hotplug-status", "connected");
+      write_own_directory([&](xs::TxId tx) { host_.xs.write(tx, backend_ + "/hotplug-status", "connected"); });
     } catch (const std::exception& e) {
       spdlog::warn("{}: writing hotplug status: {}", key_, e.what());
     }
@@ -373,7 +383,7 @@ void Vbd::on_storage_opened(std::shared_ptr<Opened> opened, OpenPurpose purpose)
     target_ = reopen_target_;
     try {
       // What the next xbbd reads: the disk now lives there.
-      host_.xs.write(xs::kNoTransaction, backend_ + "/params", target_);
+      write_own_directory([&](xs::TxId tx) { host_.xs.write(tx, backend_ + "/params", target_); });
     } catch (const std::exception& e) {
       spdlog::error("{}: cannot record the new target in params ({}); a restarted xbbd would serve the old one",
                     key_, e.what());
@@ -592,7 +602,7 @@ void Vbd::publish_connected() {
   auto& xs = host_.xs;
   // Also how a new size is announced: blkfront re-reads `sectors` when the
   // state node is written again (Linux blkback's resize does the same).
-  xs::with_transaction(xs, [&](xs::TxId tx) {
+  write_own_directory([&](xs::TxId tx) {
     xs.write(tx, backend_ + "/sectors", std::to_string(props.size_bytes / 512));
     xs.write(tx, backend_ + "/info", std::to_string(info));
     xs.write(tx, backend_ + "/sector-size", std::to_string(props.logical_block_size));
@@ -613,7 +623,7 @@ void Vbd::publish_connected() {
 void Vbd::fail(const std::string& message) {
   if (guest_log()) spdlog::error("{}: {}{}", key_, message, suppressed_note());
   try {
-    host_.xs.write(xs::kNoTransaction, backend_ + "/error", message);
+    write_own_directory([&](xs::TxId tx) { host_.xs.write(tx, backend_ + "/error", message); });
   } catch (const std::exception&) {
   }
   begin_closing();

@@ -177,6 +177,7 @@ class Vbd {
   void answer_waiters(std::vector<Done>& waiters, const std::optional<std::string>& error);
   void begin_closing();
   void fail(const std::string& message);
+  void write_own_directory(const std::function<void(xs::TxId)>& writes);
   void set_state(xs::XenbusState state);
   void release();
   bool online() const;
