@@ -386,7 +386,11 @@ TEST(Lifecycle, ADetachedDeviceRemovedInTheSameBatchIsServedWhenCreatedAnew) {
     store.rm(tx, fe);
   });
   hold.set_value();
-  let_daemon_catch_up(h);
+  // Released once its queues have drained, which the workers post back.
+  for (int i = 0; i < 500 && h.device_count() != 0; ++i) {
+    let_daemon_catch_up(h);
+    std::this_thread::sleep_for(10ms);
+  }
   ASSERT_EQ(h.device_count(), 0u);
 
   disk.reset();

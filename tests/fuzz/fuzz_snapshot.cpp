@@ -235,7 +235,7 @@ void fuzz_store(fuzz::Input& in) {
   auto store = open_store("on a fuzzed store");
   if (!store) return;
   CHECK(why.empty(), "open() accepted a store whose header decode_snapshot_header refused: " + why);
-  const auto& h = store->header();
+  const auto h = store->header();  // a copy: the store is closed and opened again below
   check_accepted_header(h);
   ::fstat(scratch->fd(), &st);
   const uint64_t file_size = uint64_t(st.st_size);
