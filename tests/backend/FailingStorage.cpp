@@ -50,7 +50,7 @@ class FailingQueue final : public storage::StorageQueue {
     if (plan_->throw_on_submit.load()) throw std::bad_alloc();
     if (const int delay = plan_->write_submit_delay_ms.load(); delay > 0 && request.op == storage::IoOp::Write)
       std::this_thread::sleep_for(std::chrono::milliseconds(delay));
-    if (plan_->on_submit) plan_->on_submit();
+    if (plan_->on_submit_set.load(std::memory_order_acquire)) plan_->on_submit();
     const int err = plan_->fail_with[static_cast<size_t>(request.op)].load();
     if (err == 0) return inner_->submit(request);
     if (in_flight() >= capacity()) return -EAGAIN;

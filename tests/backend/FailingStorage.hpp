@@ -23,10 +23,16 @@ struct FailurePlan {
   // Each write's submit() sleeps this long on the worker's thread: a write
   // truly in flight below the copy-on-write origin (snapshot quiesce tests).
   std::atomic<int> write_submit_delay_ms{0};
-  // Called on the worker's thread at every submit (set it before the first):
+  // Called on the worker's thread at every submit once set (set it once):
   // lets a test act exactly as fast as the worker, e.g. a guest that refills
-  // its ring each time the worker takes a request.
+  // its ring each time the worker takes a request. Published by the flag,
+  // since workers may be submitting already.
+  void set_on_submit(std::function<void()> fn) {
+    on_submit = std::move(fn);
+    on_submit_set.store(true, std::memory_order_release);
+  }
   std::function<void()> on_submit;
+  std::atomic<bool> on_submit_set{false};
 
   void set(storage::IoOp op, int err) { fail_with[static_cast<size_t>(op)].store(err); }
   void clear() {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
 #include <future>
 #include <thread>
 
@@ -89,6 +90,7 @@ class Storm : public ::testing::Test {
   std::unique_ptr<frontend::SoftBlkfront> bad_, good_;
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> produced_{0};
+  std::mutex storm_mutex_;  // the guest's ring, refilled from the worker's thread and the test's
   std::thread storm_;
 };
 
@@ -98,10 +100,14 @@ class Storm : public ::testing::Test {
 // the storage's submit, on the worker's own thread, so it is exactly as fast
 // as the worker however busy the machine is.
 TEST_F(Storm, ARingKeptFullDoesNotKeepTheWorkerFromItsCommands) {
-  h_.failures()->on_submit = [this] {
+  h_.failures()->set_on_submit([this] {
+    std::lock_guard lock(storm_mutex_);
     if (!stop_.load(std::memory_order_relaxed)) produced_ += bad_->storm_requests_once(0);
-  };
-  produced_ += bad_->storm_requests_once(0);  // the first ring's worth; the worker's submits do the rest
+  });
+  {
+    std::lock_guard lock(storm_mutex_);
+    produced_ += bad_->storm_requests_once(0);  // the first ring's worth; the worker's submits do the rest
+  }
   ASSERT_TRUE(eventually([&] {
     return stats("5/51712")["operations"]["read"]["completed"].get<uint64_t>() > 100 * bad_->queue_depth();
   })) << "the storm does not reach the worker";
