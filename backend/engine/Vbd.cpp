@@ -288,7 +288,9 @@ bool Vbd::open_storage_async(const std::string& target, bool claim, OpenPurpose 
             spdlog::warn("{}: {}; sharing it with a domain of the same VM (a local migration)", key, e.what());
           }
         }
-        const auto stores = catalog.stores_of(storage->describe());
+        // A RAM disk starts empty: stores taken of an earlier one are not its.
+        const auto stores = storage->same_data_for_every_open() ? catalog.stores_of(storage->describe())
+                                                                : std::vector<std::string>{};
         opened->stack = std::make_shared<StorageStack>(
             build_storage_stack(std::move(storage), faults, stores, purpose == OpenPurpose::Resize));
       } catch (const std::exception& e) {
@@ -959,7 +961,7 @@ void Vbd::snapshot_create(const std::string& store, uint32_t cluster_size, Answe
       [answer, catalog, origin, key](nlohmann::json result) {
         if (result.value("ok", false)) {
           const std::string id = result["snapshot"]["id"], path = result["snapshot"]["store"];
-          if (catalog) {
+          if (catalog && origin->same_data_for_every_open()) {
             if (auto error = catalog->add(origin->describe(), path)) {
               spdlog::error("{}: snapshot {} taken but not recorded, so it will not survive a restart: {}", key, id,
                             *error);

@@ -196,6 +196,19 @@ TEST(Snapshots, TwoRamDisksOfOneSizeAreTwoDisks) {
   ASSERT_EQ(disk_b->write(0, written_b), BLKIF_RSP_OKAY);
   EXPECT_EQ(read_sectors(*disk_a, 0, 64), written_a) << "a RAM disk shows another disk's writes";
   EXPECT_EQ(read_sectors(*disk_b, 0, 64), written_b);
+  // Nor is the first one's snapshot a later one's once the first has gone
+  // (the catalog is by target, and a RAM disk starts empty).
+  disk_a->close();
+  ASSERT_TRUE(h.toolstack().remove_vbd(3, kXvda, 10s));
+  auto third = h.world().add_guest(5);
+  VbdSpec c = a;
+  c.domid = 5;
+  h.toolstack().add_vbd(c);
+  auto disk_c = third->disk(kXvda);
+  ASSERT_NO_THROW(disk_c->connect());
+  auto list = h.command({{"command", "snapshot-list"}, {"device", "5/xvda"}});
+  ASSERT_TRUE(list.value("ok", false)) << list.dump();
+  EXPECT_EQ(list["snapshots"].size(), 0u) << list.dump();
 }
 
 // A store is written by one origin at a time: a second origin of the same
