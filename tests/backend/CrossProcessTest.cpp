@@ -26,6 +26,7 @@
 #include "tests/backend/CrossProcessChild.hpp"
 #include "tests/backend/CrossProcessDaemon.hpp"
 #include "tests/backend/DaemonHarness.hpp"
+#include "tests/backend/Polling.hpp"
 #include "tests/frontend/Pattern.hpp"
 #include "tests/sim/guestmem/SimGuestMemory.hpp"
 
@@ -42,17 +43,8 @@ using Clock = std::chrono::steady_clock;
 // depends on how fast anything is.
 constexpr auto kHangGuard = 20s;
 
-size_t count_entries(const char* dir) {
-  size_t n = 0;
-  if (DIR* d = ::opendir(dir)) {
-    while (dirent* e = ::readdir(d))
-      if (e->d_name[0] != '.') ++n;
-    ::closedir(d);
-  }
-  return n;
-}
-size_t open_fds() { return count_entries("/proc/self/fd") - 1; }  // minus opendir's own
-size_t threads() { return count_entries("/proc/self/task"); }
+size_t open_fds() { return count_dir_entries("/proc/self/fd") - 1; }  // minus opendir's own
+size_t threads() { return count_dir_entries("/proc/self/task"); }
 
 // Inodes of the simulated guests' memory memfds mapped into this process.
 std::set<unsigned long> mapped_guest_memory() {
@@ -72,12 +64,7 @@ std::set<unsigned long> mapped_guest_memory() {
 // Polls `done` until it holds or kHangGuard passes.
 template <class Pred>
 bool eventually(Pred done) {
-  const auto deadline = Clock::now() + kHangGuard;
-  while (!done()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
+  return poll_until(done, kHangGuard, 10ms);
 }
 
 class CrossProcessTest : public ::testing::Test {
@@ -466,7 +453,7 @@ TEST(CrossProcessDaemonTest, APausedDiskStaysPausedAcrossARestartUntilResumed) {
 
 size_t descriptors_of(pid_t pid) {
   const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
-  return count_entries(dir.c_str());
+  return count_dir_entries(dir.c_str());
 }
 
 // What one queue costs the daemon in descriptors (what DescriptorBudget.hpp

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tests/backend/DaemonHarness.hpp"
+#include "tests/backend/Polling.hpp"
 #include "tests/backend/RandomIo.hpp"
 #include "tests/frontend/Pattern.hpp"
 
@@ -26,12 +27,7 @@ constexpr auto kHangGuard = 20s;
 
 template <class Pred>
 bool eventually(Pred done) {
-  const auto deadline = Clock::now() + kHangGuard;
-  while (!done()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
+  return poll_until(done, kHangGuard, 5ms);
 }
 
 // A storming guest (domain 5) and a well-behaved one (domain 6) on one daemon.

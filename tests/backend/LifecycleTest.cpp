@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "tests/backend/DaemonHarness.hpp"
+#include "tests/backend/Polling.hpp"
 #include "tests/frontend/Pattern.hpp"
 #include "xenstore/WithTransaction.hpp"
 
@@ -387,10 +388,7 @@ TEST(Lifecycle, ADetachedDeviceRemovedInTheSameBatchIsServedWhenCreatedAnew) {
   });
   hold.set_value();
   // Released once its queues have drained, which the workers post back.
-  for (int i = 0; i < 500 && h.device_count() != 0; ++i) {
-    let_daemon_catch_up(h);
-    std::this_thread::sleep_for(10ms);
-  }
+  poll_until([&] { return let_daemon_catch_up(h), h.device_count() == 0; }, 5s, 10ms);
   ASSERT_EQ(h.device_count(), 0u);
 
   disk.reset();

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "tests/backend/DaemonHarness.hpp"
+#include "tests/backend/Polling.hpp"
 #include "tests/frontend/Pattern.hpp"
 #include "xenstore/XenbusState.hpp"
 
@@ -27,12 +28,7 @@ constexpr uint64_t kDiskBytes = 16ull << 20;
 
 template <class Pred>
 bool eventually(Pred done) {
-  const auto deadline = Clock::now() + kHangGuard;
-  while (!done()) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
+  return poll_until(done, kHangGuard, 5ms);
 }
 
 std::vector<std::byte> file_bytes(const std::string& path, uint64_t offset, size_t length) {

@@ -17,6 +17,7 @@
 #include "backend/daemon/ControlServer.hpp"
 #include "backend/engine/DescriptorBudget.hpp"
 #include "tests/backend/DaemonHarness.hpp"
+#include "tests/backend/Polling.hpp"
 #include "tests/frontend/Pattern.hpp"
 
 namespace xbb::backendtest {
@@ -209,15 +210,6 @@ TEST(Robustness, StatisticsSetAndDetachThroughTheControlSocket) {
   EXPECT_EQ(h.device_count(), 0u) << h.command({{"command", "list"}}).dump();
 }
 
-size_t count_entries(const char* dir) {
-  size_t n = 0;
-  if (DIR* d = ::opendir(dir)) {
-    while (::readdir(d)) ++n;
-    ::closedir(d);
-  }
-  return n;
-}
-
 size_t rss_pages() {
   std::ifstream statm("/proc/self/statm");
   size_t size = 0, rss = 0;
@@ -249,13 +241,13 @@ TEST(Robustness, HundredReconnectCyclesLeakNothing) {
     EXPECT_EQ(dev["mapped_grant_pages"].get<uint64_t>(), 0u) << "cycle " << cycle;
     ASSERT_EQ(disk->grants_held(), 0u);
     if (cycle == 10) {
-      fds = count_entries("/proc/self/fd");
-      threads = count_entries("/proc/self/task");
+      fds = count_dir_entries("/proc/self/fd");
+      threads = count_dir_entries("/proc/self/task");
       rss = rss_pages();
     }
   }
-  EXPECT_LE(count_entries("/proc/self/fd"), fds);
-  EXPECT_LE(count_entries("/proc/self/task"), threads);
+  EXPECT_LE(count_dir_entries("/proc/self/fd"), fds);
+  EXPECT_LE(count_dir_entries("/proc/self/task"), threads);
 #if defined(XBB_SANITIZE)
   constexpr bool kAsan = true;
 #else

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "tests/backend/DaemonHarness.hpp"
+#include "tests/backend/Polling.hpp"
 #include "tests/backend/DiskModel.hpp"
 #include "tests/backend/RandomIo.hpp"
 #include "xenstore/WithTransaction.hpp"
@@ -43,15 +44,6 @@ unsigned env_unsigned(const char* name, unsigned fallback) {
   const char* text = std::getenv(name);
   if (!text || !*text) return fallback;
   return static_cast<unsigned>(std::strtoul(text, nullptr, 10));
-}
-
-size_t count_entries(const char* dir) {
-  size_t n = 0;
-  if (DIR* d = ::opendir(dir)) {
-    while (::readdir(d)) ++n;
-    ::closedir(d);
-  }
-  return n;
 }
 
 // Mappings of something (a memfd: guest pages and rings the backend maps, a
@@ -87,7 +79,7 @@ struct ProcessFigures {
   static ProcessFigures now() {
     // Freed memory that malloc keeps in its per-thread arenas is not a leak.
     ::malloc_trim(0);
-    return {count_entries("/proc/self/fd"), count_entries("/proc/self/task"), count_backed_mappings(),
+    return {count_dir_entries("/proc/self/fd"), count_dir_entries("/proc/self/task"), count_backed_mappings(),
             status_kib("RssAnon"), status_kib("RssShmem")};
   }
 };
